@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Build a minimal Debian bookworm base image without any container registry.
+#
+#   scripts/build-debian-base.sh <image:tag> <comma-separated packages>
+#
+# debootstrap makes the root filesystem from Debian's package mirror and `docker import`
+# turns it into an image. This is the air-gapped path: a machine that reaches a Debian
+# mirror (or a local one, via DEBIAN_MIRROR) but no registry. Skips an image that exists.
+set -euo pipefail
+
+image=${1:?usage: build-debian-base.sh <image:tag> <packages>}
+packages=${2:?usage: build-debian-base.sh <image:tag> <packages>}
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+log() { printf '[debian-base] %s\n' "$*" >&2; }
+
+if docker image inspect "$image" >/dev/null 2>&1; then
+  log "$image exists, skipping"
+  exit 0
+fi
+
+if ! command -v debootstrap >/dev/null 2>&1; then
+  log "installing debootstrap"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+fi
+
+rootfs=$(mktemp -d /tmp/merge-job-rootfs.XXXXXX)
+trap 'rm -rf "$rootfs"' EXIT
+
+log "debootstrap bookworm with $packages (mirror $mirror)"
+debootstrap --variant=minbase --include="$packages" bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || {
+  tail -n 30 "$rootfs.log" >&2
+  exit 1
+}
+rm -f "$rootfs.log"
+# No package caches or lists in the image.
+rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+
+log "importing $image"
+tar -C "$rootfs" -c . | docker import - "$image" >/dev/null
+log "built $image"
