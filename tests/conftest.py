@@ -1,0 +1,149 @@
+"""Shared fixtures: a real OpenSearch node per version, started by testcontainers.
+
+The image comes from MERGE_JOB_TEST_OPENSEARCH_IMAGES (comma-separated). The default is
+the official images a user with Docker Hub gets; machines without a registry build
+`merge-job-test/opensearch:<version>` with scripts/build-test-images.sh and point the
+variable at them (.ci/run does).
+
+Without a Docker engine the integration tests skip with the reason, unless
+MERGE_JOB_REQUIRE_DOCKER=1 (CI), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+# Testcontainers reads its configuration at import time, so these defaults go first.
+# Ryuk (the reaper container) cannot be pulled without a registry; containers are removed
+# by this file instead (on teardown, and stale ones from a killed run at session start).
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+# Inside a container-like machine testcontainers would dial the bridge gateway; tests
+# only ever talk to loopback, so ports are mapped and reached on 127.0.0.1.
+os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+
+DEFAULT_OPENSEARCH_IMAGES = (
+    "opensearchproject/opensearch:2.19.6,opensearchproject/opensearch:1.3.20"
+)
+CONTAINER_LABEL = "merge-job-test"
+# Small heap: CI machines have 2 cores and every test session starts one node per version.
+OPENSEARCH_JAVA_OPTS = "-Xms512m -Xmx512m"
+
+
+def opensearch_images() -> list[str]:
+    raw = os.environ.get("MERGE_JOB_TEST_OPENSEARCH_IMAGES", DEFAULT_OPENSEARCH_IMAGES)
+    return [image.strip() for image in raw.split(",") if image.strip()]
+
+
+def docker_required() -> bool:
+    return os.environ.get("MERGE_JOB_REQUIRE_DOCKER", "") in {"1", "true", "yes"}
+
+
+def docker_unavailable_reason() -> str | None:
+    """Why no Docker engine can be used, or None when one answers."""
+    try:
+        import docker
+    except ImportError as error:  # pragma: no cover - testcontainers depends on docker
+        return f"the docker Python package is missing: {error}"
+    try:
+        docker.from_env().ping()
+    except Exception as error:
+        return f"no Docker engine answers ({error.__class__.__name__}: {error})"
+    return None
+
+
+def require_docker() -> None:
+    """Skip (laptop) or fail (CI, MERGE_JOB_REQUIRE_DOCKER=1) when Docker is absent."""
+    reason = docker_unavailable_reason()
+    if reason is None:
+        return
+    if docker_required():
+        pytest.fail(f"MERGE_JOB_REQUIRE_DOCKER=1 but {reason}", pytrace=False)
+    pytest.skip(f"integration test needs Docker: {reason}")
+
+
+def remove_stale_containers() -> None:
+    """Remove containers a killed earlier session left behind (no Ryuk to reap them)."""
+    import docker
+
+    client = docker.from_env()
+    for container in client.containers.list(all=True, filters={"label": CONTAINER_LABEL}):
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+
+
+@dataclass(frozen=True)
+class OpenSearchNode:
+    """A running OpenSearch node reachable from this machine."""
+
+    image: str
+    version: str
+    url: str
+    client: Any  # opensearchpy.OpenSearch
+    container: Any  # testcontainers OpenSearchContainer
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in self.version.split(".")[:3])
+
+
+def start_opensearch(image: str, **extra_env: str) -> Any:
+    """Start one OpenSearch container and wait until its cluster health is green."""
+    from testcontainers.community.opensearch import OpenSearchContainer
+
+    container = OpenSearchContainer(image=image)
+    container.with_env("OPENSEARCH_JAVA_OPTS", OPENSEARCH_JAVA_OPTS)
+    # CI disks can be nearly full; the disk watermarks would then refuse to allocate
+    # shards and the node would never turn green. The job reads disk usage itself.
+    container.with_env("cluster.routing.allocation.disk.threshold_enabled", "false")
+    for name, value in extra_env.items():
+        container.with_env(name, value)
+    container.with_kwargs(labels={CONTAINER_LABEL: "1"})
+    container.start()
+    return container
+
+
+@pytest.fixture(scope="session")
+def _stale_containers_removed() -> None:
+    require_docker()
+    remove_stale_containers()
+
+
+@pytest.fixture(
+    scope="session", params=opensearch_images(), ids=lambda image: image.rsplit(":", 1)[-1]
+)
+def opensearch(
+    request: pytest.FixtureRequest, _stale_containers_removed: None
+) -> Iterator[OpenSearchNode]:
+    """One real OpenSearch node per image for the whole session (removed even on failure)."""
+    image: str = request.param
+    container = start_opensearch(image)
+    try:
+        host = container.get_container_host_ip()
+        port = container.get_exposed_port(container.port)
+        client = container.get_client(timeout=60)
+        version = client.info()["version"]["number"]
+        yield OpenSearchNode(
+            image=image,
+            version=version,
+            url=f"http://{host}:{port}",
+            client=client,
+            container=container,
+        )
+    finally:
+        container.stop()
+
+
+@pytest.fixture
+def cluster(opensearch: OpenSearchNode) -> OpenSearchNode:
+    """The session's node, wiped of what earlier tests made."""
+    from tests.factories import wipe
+
+    wipe(opensearch.client)
+    return opensearch
