@@ -1,14 +1,85 @@
-"""Command line: parse arguments and run. The job itself lives in other modules."""
+"""Command line: parse settings, configure logging, log the config once, run the job.
+
+The job module (and with it opensearch-py and boto3) is imported only once the settings
+are valid, so `--help`, `--version` and configuration errors stay fast.
+"""
 
 from __future__ import annotations
 
-import argparse
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
-from merge_job import __version__
+import structlog
+
+from merge_job.config import parse_settings
+from merge_job.errors import ConfigError, ExitCode, MergeJobError
+from merge_job.logs import configure_logging
+
+log = structlog.get_logger("merge_job")
+
+_SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+
+def _fallback_log_format() -> str:
+    value = os.environ.get("LOG_FORMAT", "auto").strip().lower()
+    return value if value in {"auto", "json", "console"} else "auto"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="merge-job")
-    parser.add_argument("--version", action="version", version=f"merge-job {__version__}")
-    parser.parse_args(argv)
-    return 0
+    """Entry point; returns the exit code (see docs/contract.md)."""
+    started = time.monotonic()
+    try:
+        settings = parse_settings(argv)
+    except SystemExit as done:  # --help / --version
+        return int(done.code or 0)
+    except ConfigError as err:
+        configure_logging(_fallback_log_format(), "info")
+        log.error("config_error", error=str(err), exit_code=int(ExitCode.BAD_CONFIG))
+        return int(ExitCode.BAD_CONFIG)
+
+    configure_logging(
+        settings.log_format, settings.log_level, secrets=[settings.basic_auth_password or ""]
+    )
+    log.info("config", **settings.redacted())
+    if not settings.verify_tls:
+        log.warning("tls_verification_disabled", detail="the server certificate is not checked")
+    if not settings.merges_allowed:
+        log.warning(
+            "dry_run",
+            detail="DRY RUN: planning only, no index will be merged",
+            command=settings.command.value,
+        )
+
+    stop = threading.Event()
+    previous = _install_stop_handlers(stop)
+    try:
+        from merge_job import job
+
+        return int(job.run(settings, stop, started))
+    except MergeJobError as err:
+        log.error("run_failed", error=str(err), exit_code=int(err.exit_code))
+        return int(err.exit_code)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _install_stop_handlers(stop: threading.Event) -> dict[int, _SignalHandler]:
+    """SIGTERM/SIGINT: stop starting merges. Only possible from the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.warning("signal_received", signal=signal.Signals(signum).name)
+        stop.set()
+
+    previous: dict[int, _SignalHandler] = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.getsignal(signum)
+        signal.signal(signum, handler)
+    return previous

@@ -1,0 +1,318 @@
+"""The OpenSearch client and a thin adapter over the few API calls merge-job makes.
+
+Retries: the transport never retries (max_retries=0). `ClusterClient.get` retries safe
+GETs with tenacity (bounded attempts and time, exponential backoff with jitter, only on
+connection errors and 429/502/503/504, honouring Retry-After). The force-merge POST is
+retried only on 429, which means the cluster rejected it without starting anything.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+import warnings
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import opensearchpy
+import structlog
+import urllib3
+from opensearchpy import OpenSearch, RequestsHttpConnection
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from merge_job.config import Settings
+from merge_job.snapshot import (
+    ClusterSnapshot,
+    ShardCopy,
+    parse_copies,
+    parse_merge_tasks,
+    parse_snapshot,
+)
+
+log = structlog.get_logger("merge_job.client")
+
+RETRYABLE_STATUSES = (429, 502, 503, 504)
+MAX_ATTEMPTS = 5
+MAX_RETRY_SECONDS = 120.0
+MAX_RETRY_AFTER_SECONDS = 60.0
+
+_STATS_FILTER = ",".join(
+    f"indices.*.shards.*.{f}"
+    for f in (
+        "routing.state",
+        "routing.primary",
+        "routing.node",
+        "segments.count",
+        "docs.count",
+        "docs.deleted",
+        "store.size_in_bytes",
+    )
+)
+
+# The planning snapshot: always exactly these requests, whatever the number of indices.
+PLANNING_REQUESTS: Mapping[str, tuple[str, Mapping[str, str]]] = {
+    "root": ("/", {}),
+    "health": ("/_cluster/health", {}),
+    "metadata": (
+        "/_cluster/state/metadata",
+        {
+            "filter_path": "metadata.indices.*.state,"
+            "metadata.indices.*.settings.index.creation_date,"
+            "metadata.indices.*.settings.index.hidden,"
+            "metadata.data_stream.data_stream.*.indices.index_name",
+        },
+    ),
+    "aliases": ("/_alias", {"expand_wildcards": "all"}),
+    "stats": (
+        "/_stats/segments,docs,store",
+        {"level": "shards", "expand_wildcards": "open,hidden", "filter_path": _STATS_FILTER},
+    ),
+    "shards": ("/_cat/shards", {"format": "json", "h": "index,shard,prirep,state,id"}),
+    "nodes_fs": (
+        "/_nodes/stats/fs",
+        {"filter_path": "nodes.*.name,nodes.*.fs.total.available_in_bytes"},
+    ),
+    "tasks": (
+        "/_tasks",
+        {"actions": "indices:admin/forcemerge*", "detailed": "true"},
+    ),
+}
+
+
+class RetryableStatusError(opensearchpy.TransportError):
+    """429/502/503/504: the request may be retried (after Retry-After, if given)."""
+
+    def __init__(self, status: int, error: str, retry_after: float | None) -> None:
+        super().__init__(status, error, {"retry_after": retry_after})
+        self.retry_after = retry_after
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: rare from OpenSearch, fall back to backoff
+
+
+class _Connection(RequestsHttpConnection):
+    """Turns retryable HTTP statuses into RetryableStatusError carrying Retry-After."""
+
+    def perform_request(  # type: ignore[override]
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        body: bytes | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool | None = True,
+        ignore: Collection[int] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        status, response_headers, raw = super().perform_request(
+            method,
+            url,
+            params,
+            body,
+            timeout=timeout,
+            allow_redirects=allow_redirects,
+            ignore=(*ignore, *RETRYABLE_STATUSES),
+            headers=headers,
+        )
+        if status in RETRYABLE_STATUSES and status not in ignore:
+            raise RetryableStatusError(
+                status, raw[:500], _parse_retry_after(response_headers.get("Retry-After"))
+            )
+        return status, response_headers, raw
+
+
+def build_client(settings: Settings, http_auth: Any) -> OpenSearch:
+    """An OpenSearch client: requests transport, our auth, TLS settings, no transport retry."""
+    if not settings.verify_tls:
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        warnings.filterwarnings("ignore", message=".*verify_certs=False.*")
+    return OpenSearch(
+        hosts=[settings.endpoint],
+        http_auth=http_auth,
+        connection_class=_Connection,
+        verify_certs=settings.verify_tls,
+        ca_certs=settings.ca_bundle,
+        ssl_show_warn=False,
+        timeout=settings.request_timeout.total_seconds(),
+        max_retries=0,
+        retry_on_timeout=False,
+        http_compress=False,
+    )
+
+
+def _is_retryable(err: BaseException) -> bool:
+    if isinstance(err, opensearchpy.SSLError):
+        return False  # a certificate problem does not fix itself
+    return isinstance(err, opensearchpy.ConnectionError | RetryableStatusError)
+
+
+def _wait(state: RetryCallState) -> float:
+    backoff = wait_random_exponential(multiplier=0.5, max=30)(state)
+    outcome = state.outcome
+    err = outcome.exception() if outcome is not None else None
+    if isinstance(err, RetryableStatusError) and err.retry_after is not None:
+        return min(err.retry_after, MAX_RETRY_AFTER_SECONDS)
+    return float(backoff)
+
+
+def _log_retry(state: RetryCallState) -> None:
+    outcome = state.outcome
+    err = outcome.exception() if outcome is not None else None
+    log.warning(
+        "request_retry",
+        attempt=state.attempt_number,
+        error=str(err)[:300],
+        wait_s=round(state.upcoming_sleep, 2),
+    )
+
+
+def index_path(index: str, *rest: str) -> str:
+    """`/<index>/...` with the index name percent-encoded (one concrete name, never a list)."""
+    return "/" + "/".join([urllib.parse.quote(index, safe=""), *rest])
+
+
+class IndexGoneError(Exception):
+    """The index was deleted (404)."""
+
+
+class IndexClosedError(Exception):
+    """The index is closed."""
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    completed: bool
+    error: str | None  # set when the task finished with an error or shard failures
+
+
+class ClusterClient:
+    """The API calls merge-job makes, each a single request (GETs retried)."""
+
+    def __init__(
+        self,
+        client: OpenSearch,
+        *,
+        max_attempts: int = MAX_ATTEMPTS,
+        max_retry_seconds: float = MAX_RETRY_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self._max_attempts = max_attempts
+        self._max_retry_seconds = max_retry_seconds
+        self._sleep = sleep
+
+    def _retrying(self, retry_on: Callable[[BaseException], bool]) -> Retrying:
+        return Retrying(
+            retry=retry_if_exception(retry_on),
+            stop=stop_after_attempt(self._max_attempts) | stop_after_delay(self._max_retry_seconds),
+            wait=_wait,
+            sleep=self._sleep,
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+
+    def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """GET with bounded retries; raises opensearchpy errors when retries run out."""
+        return self._retrying(_is_retryable)(
+            self.client.transport.perform_request, "GET", path, params=dict(params or {})
+        )
+
+    # -- planning --------------------------------------------------------------
+
+    def planning_responses(self) -> dict[str, Any]:
+        """The raw responses of PLANNING_REQUESTS (fixed count, whatever the index count)."""
+        return {key: self.get(path, params) for key, (path, params) in PLANNING_REQUESTS.items()}
+
+    def snapshot(self) -> ClusterSnapshot:
+        return parse_snapshot(self.planning_responses())
+
+    # -- execution -------------------------------------------------------------
+
+    def health(self) -> str:
+        return str(self.get("/_cluster/health").get("status", "unknown"))
+
+    def index_copies(self, index: str) -> tuple[ShardCopy, ...]:
+        """Current per-copy segment counts of one index.
+
+        Raises IndexGoneError (deleted) or IndexClosedError.
+        """
+        try:
+            body = self.get(
+                index_path(index, "_stats", "segments,docs,store"),
+                {"level": "shards", "filter_path": _STATS_FILTER},
+            )
+        except opensearchpy.NotFoundError:
+            raise IndexGoneError(index) from None
+        except opensearchpy.TransportError as err:
+            if "index_closed_exception" in str(err.error) or "closed" in str(err.info)[:200]:
+                raise IndexClosedError(index) from None
+            raise
+        copies = parse_copies(body).get(index)
+        if copies is None:
+            # Filtered stats omit an index whose shards have no started copy.
+            return ()
+        return copies
+
+    def forcemerge(
+        self, index: str, params: Mapping[str, str], timeout_s: float | None = None
+    ) -> Any:
+        """POST /<index>/_forcemerge. Retried only on 429 (rejected, nothing started)."""
+        query: dict[str, Any] = dict(params)
+        if timeout_s is not None:
+            query["request_timeout"] = timeout_s  # read by the transport, not sent
+
+        def rejected(err: BaseException) -> bool:
+            return isinstance(err, RetryableStatusError) and err.status_code == 429
+
+        return self._retrying(rejected)(
+            self.client.transport.perform_request,
+            "POST",
+            index_path(index, "_forcemerge"),
+            params=query,
+        )
+
+    def task(self, task_id: str) -> TaskStatus | None:
+        """The task's status, or None when it is unknown (404: node restarted, not stored)."""
+        try:
+            body = self.get("/_tasks/" + urllib.parse.quote(task_id, safe=":"))
+        except opensearchpy.NotFoundError:
+            return None
+        if not body.get("completed"):
+            return TaskStatus(completed=False, error=None)
+        error = body.get("error")
+        if error:
+            reason = error.get("reason") if isinstance(error, dict) else error
+            return TaskStatus(completed=True, error=str(reason))
+        return TaskStatus(completed=True, error=shard_failures(body.get("response") or {}))
+
+    def merge_task_expressions(self) -> list[tuple[str, ...]]:
+        """The index expressions of every running force-merge task."""
+        path, params = PLANNING_REQUESTS["tasks"]
+        return [t.index_expressions for t in parse_merge_tasks(self.get(path, params))]
+
+
+def shard_failures(response: Mapping[str, Any]) -> str | None:
+    """A message when a force-merge response reports failed shards, else None."""
+    shards = response.get("_shards") or {}
+    failed = int(shards.get("failed") or 0)
+    if not failed:
+        return None
+    reasons = [
+        str((f.get("reason") or {}).get("reason") or f.get("reason"))
+        for f in shards.get("failures") or []
+    ]
+    return f"{failed} shard(s) failed" + (": " + "; ".join(reasons[:3]) if reasons else "")

@@ -1,0 +1,123 @@
+"""The job: connect, plan, and (unless dry) execute. Never reads argv or the environment."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import threading
+from typing import TextIO
+
+import opensearchpy
+import structlog
+
+from merge_job.auth import build_auth
+from merge_job.client import ClusterClient, build_client
+from merge_job.config import Settings
+from merge_job.errors import ExitCode, UnreachableError
+from merge_job.execute import Executor, health_ok
+from merge_job.plan import Plan, build_plan
+from merge_job.report import plan_json, plan_table, run_summary
+
+log = structlog.get_logger("merge_job")
+
+
+def connect(settings: Settings) -> ClusterClient:
+    """The cluster adapter; raises CredentialsError (exit 3) when SigV4 has no credentials."""
+    return ClusterClient(build_client(settings, build_auth(settings)))
+
+
+def read_plan(cluster: ClusterClient, settings: Settings, now: dt.datetime) -> Plan:
+    """Read the snapshot (fixed number of requests) and plan. Raises UnreachableError."""
+    try:
+        snapshot = cluster.snapshot()
+    except (opensearchpy.AuthenticationException, opensearchpy.AuthorizationException) as err:
+        raise UnreachableError(
+            f"{settings.endpoint} refused our credentials (HTTP {err.status_code}): with sigv4 "
+            "check the IAM role, the domain access policy and the fine-grained access control "
+            "role mapping; with basic auth check MERGE_BASIC_AUTH_USER/PASSWORD"
+        ) from None
+    except opensearchpy.SSLError as err:
+        raise UnreachableError(
+            f"TLS failure talking to {settings.endpoint}: {err}; check MERGE_CA_BUNDLE "
+            "(or MERGE_VERIFY_TLS)"
+        ) from None
+    except opensearchpy.ConnectionError as err:
+        raise UnreachableError(f"cannot reach {settings.endpoint}: {err}") from None
+    except opensearchpy.TransportError as err:
+        raise UnreachableError(f"planning request failed on {settings.endpoint}: {err}") from None
+    log.info(
+        "cluster",
+        version=snapshot.version.number,
+        distribution=snapshot.version.distribution,
+        health=snapshot.health,
+        indices=len(snapshot.indices),
+        nodes=len(snapshot.node_names),
+        task_forcemerge=snapshot.version.async_forcemerge,
+    )
+    return build_plan(snapshot, settings, now=now)
+
+
+def print_plan(plan: Plan, settings: Settings, out: TextIO) -> None:
+    """The plan on `out`: `--output`, else a table on a TTY and JSON otherwise."""
+    output = settings.output or ("table" if out.isatty() else "json")
+    out.write(plan_table(plan) if output == "table" else plan_json(plan, settings))
+    out.flush()
+
+
+def run(
+    settings: Settings,
+    stop: threading.Event,
+    started: float,
+    out: TextIO | None = None,
+) -> ExitCode:
+    """Plan, log every skip, then merge (unless `plan`/dry run). Returns the exit code.
+
+    `stop` is set by SIGTERM; `started` (monotonic) is when the deadline clock started.
+    Raises MergeJobError subclasses for unreachable clusters and missing credentials.
+    """
+    out = out if out is not None else sys.stdout
+    cluster = connect(settings)
+    plan = read_plan(cluster, settings, now=dt.datetime.now(dt.UTC))
+    for item in plan.skips:
+        log.info(
+            "plan_skip",
+            index=item.index,
+            reason=item.reason.value if item.reason else None,
+            detail=item.detail,
+        )
+    for item in plan.merges:
+        log.info("plan_merge", index=item.index, detail=item.detail)
+
+    gate_ok = health_ok(plan.health, settings.require_health)
+    if not gate_ok:
+        log.error(
+            "health_gate_failed",
+            health=plan.health,
+            require_health=settings.require_health,
+            detail="no merge starts",
+        )
+
+    if not settings.merges_allowed:
+        print_plan(plan, settings, out)
+        code = ExitCode.OK if gate_ok else ExitCode.UNREACHABLE
+        log.info("run_summary", **run_summary(plan, None, int(code), "dry_run"))
+        return code
+    if not gate_ok:
+        code = ExitCode.UNREACHABLE
+        log.info("run_summary", **run_summary(plan, None, int(code), "health_gate"))
+        return code
+    if not plan.merges:
+        log.info("run_summary", **run_summary(plan, None, int(ExitCode.OK), "nothing_to_do"))
+        return ExitCode.OK
+
+    # A SIGTERM sets `stop` directly; the executor then reports reason "sigterm".
+    result = Executor(cluster, settings, plan, stop=stop, started_at=started).run()
+    code = result.exit_code
+    if result.stop_reason is not None:
+        reason = result.stop_reason.value
+    elif code is ExitCode.MERGE_FAILED:
+        reason = "merge_failed"
+    else:
+        reason = "completed"
+    log.info("run_summary", **run_summary(plan, result, int(code), reason))
+    return code

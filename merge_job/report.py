@@ -1,0 +1,114 @@
+"""Output: the plan as a table or the contract's JSON document, and the run summary."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tabulate import tabulate
+
+from merge_job.config import Settings
+from merge_job.execute import RunResult, Status
+from merge_job.plan import IndexPlan, Plan
+
+
+def index_entry(item: IndexPlan) -> dict[str, Any]:
+    return {
+        "index": item.index,
+        "decision": item.decision.value,
+        "reason": item.reason.value if item.reason else None,
+        "detail": item.detail,
+        "max_segments_per_copy": item.max_segments_per_copy,
+        "store_bytes": item.store_bytes,
+        "age_seconds": item.age_seconds,
+    }
+
+
+def plan_document(plan: Plan, settings: Settings) -> dict[str, Any]:
+    """The plan JSON document of docs/contract.md."""
+    return {
+        "cluster": {"version": plan.version, "health": plan.health},
+        "settings": settings.redacted(),
+        "indices": [index_entry(item) for item in plan.indices],
+    }
+
+
+def plan_json(plan: Plan, settings: Settings) -> str:
+    return json.dumps(plan_document(plan, settings), indent=2) + "\n"
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return ""
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return str(value)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if abs(seconds) >= 86400:
+        return f"{seconds / 86400:.1f}d"
+    if abs(seconds) >= 3600:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 60:.0f}m"
+
+
+def plan_table(plan: Plan) -> str:
+    rows = [
+        (
+            item.index,
+            item.decision.value,
+            item.reason.value if item.reason else "",
+            "" if item.max_segments_per_copy is None else item.max_segments_per_copy,
+            _size(item.store_bytes),
+            _age(item.age_seconds),
+            item.detail,
+        )
+        for item in plan.indices
+    ]
+    table = tabulate(
+        rows,
+        headers=("index", "decision", "reason", "max seg/copy", "size", "age", "detail"),
+        tablefmt="simple",
+    )
+    header = (
+        f"OpenSearch {plan.version}, health {plan.health}: "
+        f"{len(plan.merges)} to merge, {len(plan.skips)} skipped\n"
+    )
+    return header + table + "\n"
+
+
+def run_summary(
+    plan: Plan, result: RunResult | None, exit_code: int, reason: str
+) -> dict[str, Any]:
+    """Fields of the `run_summary` event."""
+    skipped = len(plan.skips)
+    if result is None:
+        return {
+            "merged": 0,
+            "failed": 0,
+            "skipped": skipped,
+            "remaining": len(plan.merges),
+            "exit_code": exit_code,
+            "reason": reason,
+        }
+    return {
+        "merged": result.count(Status.MERGED),
+        "failed": result.count(Status.FAILED, Status.TIMED_OUT),
+        "timed_out": result.count(Status.TIMED_OUT),
+        "gone": result.count(Status.GONE),
+        "skipped": skipped + result.count(Status.SKIPPED),
+        "remaining": len(result.not_started) + len(result.still_running),
+        "not_started": result.not_started,
+        "still_running": result.still_running,
+        "failed_indices": [
+            o.index for o in result.outcomes if o.status in (Status.FAILED, Status.TIMED_OUT)
+        ],
+        "exit_code": exit_code,
+        "reason": reason,
+    }
