@@ -1,0 +1,81 @@
+"""Run the real `merge-job` command in a subprocess and read what it reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# Settings a test run never inherits from the developer's shell.
+_JOB_ENV_PREFIXES = ("MERGE_", "ES_DOMAIN_ENDPOINT", "AWS_", "LOG_")
+
+
+@dataclass(frozen=True)
+class JobResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The JSON log lines (stderr), in order."""
+        parsed = []
+        for line in self.stderr.splitlines():
+            if line.startswith("{"):
+                parsed.append(json.loads(line))
+        return parsed
+
+    def named(self, event: str) -> list[dict[str, Any]]:
+        return [entry for entry in self.events if entry.get("event") == event]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        [summary] = self.named("run_summary")
+        return summary
+
+    @property
+    def plan_document(self) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(self.stdout)
+        return document
+
+    def planned(self, decision: str) -> set[str]:
+        return {
+            entry["index"]
+            for entry in self.plan_document["indices"]
+            if entry["decision"] == decision
+        }
+
+    def merged(self) -> set[str]:
+        return {e["index"] for e in self.named("merge_finished") if e["status"] == "merged"}
+
+
+def job_env(endpoint: str | None, **settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_JOB_ENV_PREFIXES)}
+    env.update({"LOG_FORMAT": "json", "MERGE_AUTH": "none"})
+    if endpoint is not None:
+        env["ES_DOMAIN_ENDPOINT"] = endpoint
+    env.update(settings)
+    return env
+
+
+def run_job(
+    endpoint: str | None,
+    *args: str,
+    timeout: float = 600,
+    extra_env: Mapping[str, str] | None = None,
+    **settings: str,
+) -> JobResult:
+    """`python -m merge_job <args>` with settings given as environment variables."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "merge_job", *args],
+        env=job_env(endpoint, **settings, **(extra_env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return JobResult(completed.returncode, completed.stdout, completed.stderr)
