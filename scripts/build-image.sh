@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Build the merge-job image without network access inside the build (air-gapped CI).
+#
+#   scripts/build-image.sh            prints the image reference (merge-job:src-<hash>) on stdout
+#
+# 1. The base is a local Debian bookworm with python3 + venv, made by
+#    scripts/build-debian-base.sh (debootstrap + docker import: no registry needed).
+# 2. The dependencies (and the build backend) are wheels built on the host with
+#    `pip wheel` into build/wheelhouse; the Dockerfile installs from there with --no-index.
+# 3. The image is tagged with a hash of everything that goes into it; when that tag exists
+#    the build is skipped, so tests and CI on a warm machine pay nothing.
+#
+# Environment:
+#   MERGE_JOB_IMAGE   repository to tag (default merge-job)
+#   BASE_IMAGE        base image (default merge-job-build/python:3.11-bookworm, built if missing)
+#   PYTHON            host Python for `pip wheel`; must be the base's minor version (3.11)
+#   FORCE=1           rebuild even when the tag exists
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+cd "$repo"
+
+image_repo=${MERGE_JOB_IMAGE:-merge-job}
+base_image=${BASE_IMAGE:-merge-job-build/python:3.11-bookworm}
+python=${PYTHON:-python3}
+wheelhouse="$repo/build/wheelhouse"
+
+log() { printf '[build-image] %s\n' "$*" >&2; }
+
+"$here/build-debian-base.sh" "$base_image" python3,python3-venv
+
+# Wheels must match the interpreter in the image: same minor version, and the host's glibc
+# no newer than bookworm's (2.36) for any compiled wheel.
+py_minor=$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+base_minor=$(docker run --rm --network none "$base_image" python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+if [ "$py_minor" != "$base_minor" ]; then
+  log "host $python is $py_minor but $base_image has Python $base_minor; set PYTHON to a $base_minor interpreter"
+  exit 1
+fi
+
+# Wheelhouse: the dependencies named in pyproject.toml plus the build backend that pip
+# needs to build merge-job itself offline. Rebuilt only when pyproject.toml changes.
+stamp=$(sha256sum pyproject.toml | cut -c1-16)
+if [ "$(cat "$wheelhouse/.stamp" 2>/dev/null || true)" != "$stamp" ]; then
+  log "building the wheelhouse with $python -m pip wheel"
+  rm -rf "$wheelhouse"
+  mkdir -p "$wheelhouse"
+  "$python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+    >"$wheelhouse/requirements.txt"
+  backend=$("$python" -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
+  # shellcheck disable=SC2086  # backend is a list of requirement strings without spaces
+  "$python" -m pip wheel --quiet --disable-pip-version-check --no-cache-dir \
+    --wheel-dir "$wheelhouse" -r "$wheelhouse/requirements.txt" $backend
+  rm -f "$wheelhouse/requirements.txt"
+  echo "$stamp" >"$wheelhouse/.stamp"
+fi
+
+# Content hash of the build inputs: the files the .dockerignore lets in, the Dockerfile,
+# and the base image id.
+hash=$(
+  {
+    git ls-files -co --exclude-standard -- Dockerfile .dockerignore pyproject.toml README.md merge_job \
+      | grep -v -e '__pycache__' -e '\.pyc$' | LC_ALL=C sort | xargs -r sha256sum
+    cat "$wheelhouse/.stamp"
+    docker image inspect --format '{{.Id}}' "$base_image"
+  } | sha256sum | cut -c1-12
+)
+ref="$image_repo:src-$hash"
+
+if [ "${FORCE:-0}" != 1 ] && docker image inspect "$ref" >/dev/null 2>&1; then
+  log "$ref exists, skipping the build"
+  echo "$ref"
+  exit 0
+fi
+
+version=$("$python" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+revision=$(git rev-parse --verify -q HEAD || echo unknown)
+log "building $ref (version $version, revision $revision, base $base_image)"
+DOCKER_BUILDKIT=0 docker build --quiet \
+  --build-arg "PYTHON_IMAGE=$base_image" \
+  --build-arg "VERSION=$version" \
+  --build-arg "REVISION=$revision" \
+  -t "$ref" -t "$image_repo:$version" -t "$image_repo:latest" \
+  "$repo" >/dev/null
+log "built $ref ($(docker image inspect --format '{{.Size}}' "$ref") bytes uncompressed)"
+echo "$ref"
