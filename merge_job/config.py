@@ -205,8 +205,8 @@ def parse_patterns(text: str) -> tuple[str, ...]:
             )
         if pattern.startswith("-"):
             raise ValueError(
-                f"pattern {pattern!r} starts with '-'; put exclusions in "
-                "MERGE_EXCLUDE_PATTERNS / --exclude-patterns"
+                f"pattern {pattern!r} starts with '-'; expected index names or wildcards "
+                "(put exclusions in MERGE_EXCLUDE_PATTERNS / --exclude-patterns)"
             )
     return patterns
 
@@ -224,8 +224,8 @@ def parse_endpoint(text: str) -> str:
         raise ValueError(f"unsupported scheme {parts.scheme!r}; {form}")
     if parts.username is not None or parts.password is not None:
         raise ValueError(
-            "credentials in the URL are not accepted; use MERGE_BASIC_AUTH_USER and "
-            "MERGE_BASIC_AUTH_PASSWORD"
+            f"credentials in the URL are not accepted; {form} "
+            "and MERGE_BASIC_AUTH_USER / MERGE_BASIC_AUTH_PASSWORD"
         )
     if parts.path not in {"", "/"} or parts.query or parts.fragment:
         raise ValueError(f"no path or query allowed; {form}")
@@ -374,7 +374,7 @@ OPTIONS: tuple[Option, ...] = (
         "MERGE_INDEX_PATTERNS",
         ("--index-patterns",),
         parse_patterns,
-        "indices to consider; a data stream name selects its backing indices; hidden and "
+        "indices to consider (a data stream name selects its backing indices); hidden and "
         "dot-indices only when a pattern not starting with a wildcard names them",
         "comma-separated names/wildcards",
         default_label="all open, non-hidden indices",
@@ -588,8 +588,10 @@ def _argparse_type(option: Option) -> Callable[[str], Any]:
         try:
             return option.parse(text)
         except ValueError as err:
-            # argparse prefixes "argument --flag:"; add the env name for symmetry.
-            raise argparse.ArgumentTypeError(f"invalid value {text!r}: {err}") from None
+            # argparse prefixes "argument --flag:"; name the env variable too.
+            raise argparse.ArgumentTypeError(
+                f"invalid value {_echo(text)!r} ({option.name}): {err}"
+            ) from None
 
     convert.__name__ = option.dest
     return convert
@@ -655,6 +657,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_USERINFO_RE = re.compile(r"//[^/@\s]*@")
+
+
+def _echo(raw: str) -> str:
+    """A bad value as it may be shown back: never a password from a URL's userinfo."""
+    return _USERINFO_RE.sub("//***@", raw)
+
+
 def _from_env(option: Option, env: Mapping[str, str]) -> Any:
     raw = env.get(option.env) if option.env else None
     if raw is None or raw.strip() == "":  # an empty variable (common in manifests) = unset
@@ -664,7 +674,7 @@ def _from_env(option: Option, env: Mapping[str, str]) -> Any:
     try:
         return option.parse(raw)
     except ValueError as err:
-        raise ConfigError(f"{option.name}: invalid value {raw!r}: {err}") from None
+        raise ConfigError(f"{option.name}: invalid value {_echo(raw)!r}: {err}") from None
 
 
 def parse_settings(argv: Sequence[str] | None, env: Mapping[str, str] | None = None) -> Settings:

@@ -205,15 +205,15 @@ class _Planner:
             if matches(name, pattern) or (stream and matches(stream, pattern)):
                 return SkipReason.EXCLUDED, f"matches exclude pattern {pattern}"
         if facts.info.hidden or name.startswith("."):
-            # A data stream's backing indices are hidden by construction; its (visible) name
-            # selects them. Other hidden/system indices need a pattern that names them.
-            via_stream = (
-                stream is not None
-                and not stream.startswith(".")
-                and any(matches(stream, p) for p in selected_by)
+            # Hidden and system indices (data stream backing indices included) only when a
+            # pattern names them (or their data stream) without a leading wildcard: a bare
+            # `*` never selects them.
+            named = any(
+                not _starts_with_wildcard(p)
+                and (matches(name, p) or (stream is not None and matches(stream, p)))
+                for p in selected_by
             )
-            named = any(matches(name, p) and not _starts_with_wildcard(p) for p in selected_by)
-            if not (via_stream or named):
+            if not named:
                 kind = (
                     "hidden index" if facts.info.hidden else "system index (name starts with '.')"
                 )

@@ -1,0 +1,203 @@
+"""The command line end to end over recorded responses (no network): exit codes, streams."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import opensearchpy
+import pytest
+import structlog
+
+from merge_job import job
+from merge_job.cli import main
+from merge_job.client import PLANNING_REQUESTS, ClusterClient
+from merge_job.errors import CredentialsError
+
+RESPONSES = Path(__file__).parent / "fixtures" / "responses" / "opensearch-2.19"
+ENV = {"ES_DOMAIN_ENDPOINT": "http://127.0.0.1:9", "LOG_FORMAT": "json", "MERGE_MIN_AGE": "0"}
+
+
+class ReplayTransport:
+    """Answers planning GETs from the recorded files; anything else fails the test."""
+
+    def __init__(self, error: Exception | None = None, overrides: dict[str, Any] | None = None):
+        self.error = error
+        self.overrides = overrides or {}
+        self.calls: list[tuple[str, str]] = []
+        self.by_path = {path: key for key, (path, _) in PLANNING_REQUESTS.items()}
+
+    def perform_request(self, method: str, path: str, params: Any = None, **_: Any) -> Any:
+        self.calls.append((method, path))
+        if self.error is not None:
+            raise self.error
+        assert method == "GET", (method, path)
+        key = self.by_path[path]
+        if key in self.overrides:
+            return self.overrides[key]
+        return json.loads((RESPONSES / f"{key}.json").read_text())
+
+
+class FakeOpenSearch:
+    def __init__(self, transport: ReplayTransport) -> None:
+        self.transport = transport
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in list(__import__("os").environ):
+        if name.startswith(("MERGE_", "ES_DOMAIN", "AWS_", "LOG_")):
+            monkeypatch.delenv(name)
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    yield
+    structlog.reset_defaults()
+    logging.getLogger().handlers.clear()
+
+
+def replay(monkeypatch: pytest.MonkeyPatch, transport: ReplayTransport) -> ReplayTransport:
+    monkeypatch.setattr(
+        job,
+        "connect",
+        lambda settings: ClusterClient(FakeOpenSearch(transport), sleep=lambda s: None),  # type: ignore[arg-type]
+    )
+    return transport
+
+
+def events(stderr: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+def test_plan_prints_the_document_on_stdout_and_logs_on_stderr(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MERGE_BASIC_AUTH_USER", "merger")
+    monkeypatch.setenv("MERGE_BASIC_AUTH_PASSWORD", "pw-never-logged")
+    transport = replay(monkeypatch, ReplayTransport())
+
+    assert main(["plan", "--output", "json"]) == 0
+
+    out, err = capsys.readouterr()
+    document = json.loads(out)
+    assert document["cluster"] == {"version": "2.19.6", "health": "green"}
+    skipped = {e["index"]: e["reason"] for e in document["indices"] if e["decision"] == "skip"}
+    logged = events(err)
+    assert [e["event"] for e in logged][:2] == ["config", "dry_run"]
+    assert {e["index"]: e["reason"] for e in logged if e["event"] == "plan_skip"} == skipped
+    assert logged[-1]["event"] == "run_summary"
+    assert logged[-1]["exit_code"] == 0
+    assert "pw-never-logged" not in out + err
+    assert {m for m, _ in transport.calls} == {"GET"}
+    assert len(transport.calls) == len(PLANNING_REQUESTS)
+
+
+def test_dry_run_plans_without_merging(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    transport = replay(monkeypatch, ReplayTransport())
+    monkeypatch.setenv("MERGE_DRY_RUN", "true")
+    assert main([]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["indices"]
+    assert "DRY RUN" in err
+    assert {m for m, _ in transport.calls} == {"GET"}
+
+
+def test_plan_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    replay(monkeypatch, ReplayTransport())
+    assert main(["plan", "--output", "table"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("OpenSearch 2.19.6, health green")
+    assert "write_index" in out
+
+
+def test_bad_setting_exits_2_before_any_request(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    transport = replay(monkeypatch, ReplayTransport())
+    monkeypatch.setenv("MERGE_MIN_AGE", "banana")
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    [line] = events(err)
+    assert line["event"] == "config_error"
+    assert "MERGE_MIN_AGE / --min-age" in line["error"]
+    assert transport.calls == []
+
+
+def test_bad_flag_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--max-num-segments", "0"]) == 2
+    assert "--max-num-segments" in capsys.readouterr().err
+    assert main(["--no-such-flag"]) == 2
+
+
+def test_missing_endpoint_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("ES_DOMAIN_ENDPOINT")
+    assert main(["plan"]) == 2
+    assert "ES_DOMAIN_ENDPOINT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        opensearchpy.ConnectionError("N/A", "connection refused", None),
+        opensearchpy.AuthorizationException(403, "security_exception", {}),
+        opensearchpy.AuthenticationException(401, "unauthorized", {}),
+        opensearchpy.SSLError("N/A", "certificate verify failed", None),
+    ],
+)
+def test_unreachable_or_refused_exits_3(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], error: Exception
+) -> None:
+    replay(monkeypatch, ReplayTransport(error=error))
+    assert main(["plan"]) == 3
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "Traceback" not in err
+    [failure] = [e for e in events(err) if e["event"] == "run_failed"]
+    assert "127.0.0.1:9" in failure["error"]
+    assert failure["exit_code"] == 3
+
+
+def test_missing_aws_credentials_exit_3(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def no_credentials(settings: Any, session: Any = None) -> Any:
+        raise CredentialsError("no AWS credentials found: check IRSA")
+
+    monkeypatch.setattr(job, "build_auth", no_credentials)
+    monkeypatch.setenv("ES_DOMAIN_ENDPOINT", "search-x-abc.ap-northeast-1.es.amazonaws.com")
+    assert main(["plan"]) == 3
+    assert "IRSA" in capsys.readouterr().err
+
+
+def test_health_gate_exits_3_without_merging(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    transport = replay(monkeypatch, ReplayTransport(overrides={"health": {"status": "red"}}))
+    assert main(["run"]) == 3
+    logged = events(capsys.readouterr().err)
+    assert "health_gate_failed" in [e["event"] for e in logged]
+    assert logged[-1]["reason"] == "health_gate"
+    assert {m for m, _ in transport.calls} == {"GET"}
+
+
+def test_version_and_help_exit_0_without_heavy_imports() -> None:
+    code = (
+        "import sys\n"
+        "from merge_job.cli import main\n"
+        "assert main(['--version']) == 0\n"
+        "assert main(['--help']) == 0\n"
+        "heavy = [m for m in ('boto3', 'botocore', 'opensearchpy') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "merge-job" in done.stdout
+    assert "exit codes:" in done.stdout

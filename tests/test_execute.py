@@ -1,0 +1,466 @@
+"""Execution against a scripted fake cluster: statuses, continuation, stop, concurrency.
+
+Also the request retry policy of the client adapter, over a fake transport.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import opensearchpy
+import pytest
+
+from merge_job.client import (
+    PLANNING_REQUESTS,
+    ClusterClient,
+    IndexGoneError,
+    RetryableStatusError,
+    TaskStatus,
+)
+from merge_job.config import Settings
+from merge_job.errors import ExitCode
+from merge_job.execute import Executor, RunResult, Status, StopReason
+from merge_job.plan import Decision, IndexPlan, Plan
+from merge_job.snapshot import ShardCopy
+
+FAST = {"poll_initial_s": 0.001, "poll_max_s": 0.005, "verify_delays_s": (0.0, 0.001)}
+
+
+def copies(segments: int, nodes: tuple[str, ...] = ("n1",)) -> tuple[ShardCopy, ...]:
+    return tuple(
+        ShardCopy(0, i == 0, node, "STARTED", segments, 10, 0, 1000) for i, node in enumerate(nodes)
+    )
+
+
+class FakeCluster:
+    """Just the ClusterClient methods the executor calls, scripted per index."""
+
+    def __init__(self, nodes: Mapping[str, tuple[str, ...]] | None = None) -> None:
+        self.segments: dict[str, int] = {}
+        self.nodes = dict(nodes or {})
+        self.gone: set[str] = set()
+        self.health_status = "green"
+        self.posts: list[tuple[str, dict[str, str]]] = []
+        self.task_script: dict[str, list[TaskStatus | None]] = {}
+        self.post_error: dict[str, Exception] = {}
+        self.running_expressions: list[tuple[str, ...]] = []
+        self.merge_on_post = True
+        self.active: set[str] = set()
+        self.max_active_per_node: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def health(self) -> str:
+        return self.health_status
+
+    def index_copies(self, index: str) -> tuple[ShardCopy, ...]:
+        if index in self.gone:
+            raise IndexGoneError(index)
+        return copies(self.segments[index], self.nodes.get(index, ("n1",)))
+
+    def forcemerge(
+        self, index: str, params: Mapping[str, str], timeout_s: float | None = None
+    ) -> Any:
+        self.posts.append((index, dict(params)))
+        if index in self.post_error:
+            raise self.post_error.pop(index)
+        if self.merge_on_post:
+            self.segments[index] = 1
+        if params.get("wait_for_completion") == "false":
+            return {"task": f"node:{len(self.posts)}"}
+        return {"_shards": {"total": 1, "successful": 1, "failed": 0}}
+
+    def task(self, task_id: str) -> TaskStatus | None:
+        index = self.posts[int(task_id.split(":")[1]) - 1][0]
+        script = self.task_script.get(index)
+        if script:
+            return script.pop(0)
+        return TaskStatus(completed=True, error=None)
+
+    def merge_task_expressions(self) -> list[tuple[str, ...]]:
+        return list(self.running_expressions)
+
+
+def plan_of(
+    *names: str, nodes: Mapping[str, tuple[str, ...]] | None = None, task: bool = True
+) -> Plan:
+    nodes = nodes or {}
+    return Plan(
+        version="2.19.6" if task else "1.3.20",
+        health="green",
+        async_forcemerge=task,
+        indices=tuple(
+            IndexPlan(n, Decision.MERGE, None, "", 5, 1000, 90000.0, nodes.get(n, ("n1",)))
+            for n in names
+        ),
+    )
+
+
+def execute(cluster: FakeCluster, plan: Plan, **settings: Any) -> tuple[RunResult, Executor]:
+    settings.setdefault("endpoint", "http://127.0.0.1:9200")
+    executor = Executor(cluster, Settings(**settings), plan, **FAST)  # type: ignore[arg-type]
+    return executor.run(), executor
+
+
+def statuses(result: RunResult) -> dict[str, Status]:
+    return {o.index: o.status for o in result.outcomes}
+
+
+def test_task_merge_is_polled_and_verified() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    cluster.task_script["a"] = [TaskStatus(False, None), TaskStatus(False, None)]
+    result, _ = execute(cluster, plan_of("a"))
+    [outcome] = result.outcomes
+    assert outcome.status is Status.MERGED
+    assert outcome.task_id == "node:1"
+    assert outcome.segments_before == {"0/p/n1": 5}
+    assert outcome.segments_after == {"0/p/n1": 1}
+    assert cluster.posts == [("a", {"max_num_segments": "1", "wait_for_completion": "false"})]
+    assert result.exit_code is ExitCode.OK
+
+
+def test_only_expunge_deletes_sends_only_that() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    execute(cluster, plan_of("a"), only_expunge_deletes=True)
+    assert cluster.posts == [
+        ("a", {"only_expunge_deletes": "true", "wait_for_completion": "false"})
+    ]
+
+
+def test_a_failed_index_does_not_stop_the_others() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5, "b": 5, "c": 5}
+    cluster.task_script["b"] = [TaskStatus(True, "1 shard(s) failed: disk full")]
+    result, _ = execute(cluster, plan_of("a", "b", "c"))
+    assert statuses(result) == {"a": Status.MERGED, "b": Status.FAILED, "c": Status.MERGED}
+    assert result.exit_code is ExitCode.MERGE_FAILED
+
+
+def test_rejected_post_fails_the_index_only() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5, "b": 5}
+    cluster.post_error["a"] = opensearchpy.TransportError(400, "illegal_argument_exception", {})
+    result, _ = execute(cluster, plan_of("a", "b"))
+    assert statuses(result) == {"a": Status.FAILED, "b": Status.MERGED}
+
+
+def test_index_deleted_or_merged_since_planning_is_skipped() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"gone": 5, "done": 1, "c": 5}
+    cluster.gone = {"gone"}
+    result, _ = execute(cluster, plan_of("gone", "done", "c"))
+    assert statuses(result) == {"gone": Status.SKIPPED, "done": Status.SKIPPED, "c": Status.MERGED}
+    reasons = {o.index: o.reason for o in result.outcomes}
+    assert reasons["gone"] is not None and reasons["gone"].value == "deleted"
+    assert reasons["done"] is not None and reasons["done"].value == "already_merged"
+    assert [p[0] for p in cluster.posts] == ["c"]
+    assert result.exit_code is ExitCode.OK
+
+
+def test_vanished_task_with_merged_segments_is_merged() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    cluster.task_script["a"] = [None]
+    result, _ = execute(cluster, plan_of("a"))
+    assert statuses(result) == {"a": Status.MERGED}
+    assert len(cluster.posts) == 1
+
+
+def test_vanished_task_not_merged_and_not_running_is_resubmitted_once() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    cluster.merge_on_post = False
+    cluster.task_script["a"] = [None]
+
+    def second_post_merges(original: Callable[..., Any] = cluster.forcemerge) -> None:
+        def post(index: str, params: Mapping[str, str], timeout_s: float | None = None) -> Any:
+            response = original(index, params, timeout_s)
+            if len(cluster.posts) == 2:
+                cluster.segments[index] = 1
+            return response
+
+        cluster.forcemerge = post  # type: ignore[method-assign]
+
+    second_post_merges()
+    result, _ = execute(cluster, plan_of("a"))
+    assert statuses(result) == {"a": Status.MERGED}
+    assert len(cluster.posts) == 2
+
+
+def test_vanished_twice_fails() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    cluster.merge_on_post = False
+    cluster.task_script["a"] = [None, None]
+    result, _ = execute(cluster, plan_of("a"))
+    assert statuses(result) == {"a": Status.FAILED}
+    assert len(cluster.posts) == 2
+
+
+def test_old_versions_use_the_blocking_call() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    result, _ = execute(cluster, plan_of("a", task=False))
+    assert statuses(result) == {"a": Status.MERGED}
+    assert cluster.posts == [("a", {"max_num_segments": "1"})]
+
+
+def test_task_parameter_rejected_falls_back_to_blocking() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5, "b": 5}
+    cluster.post_error["a"] = opensearchpy.TransportError(
+        400, "illegal_argument_exception", "contains unrecognized parameter: [wait_for_completion]"
+    )
+    result, _ = execute(cluster, plan_of("a", "b"))
+    assert statuses(result) == {"a": Status.MERGED, "b": Status.MERGED}
+    assert [p[1].get("wait_for_completion") for p in cluster.posts] == ["false", None, None]
+
+
+def test_cut_connection_falls_back_to_watching_segments() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    cluster.merge_on_post = False
+    cluster.post_error["a"] = opensearchpy.ConnectionTimeout("TIMEOUT", "read timed out", None)
+    cluster.running_expressions = [("a",)]
+    calls = {"n": 0}
+    original = cluster.index_copies
+
+    def index_copies(index: str) -> tuple[ShardCopy, ...]:
+        calls["n"] += 1
+        if calls["n"] == 3:  # the merge finishes server-side while we watch
+            cluster.segments[index] = 1
+        return original(index)
+
+    cluster.index_copies = index_copies  # type: ignore[method-assign]
+    result, _ = execute(cluster, plan_of("a", task=False))
+    assert statuses(result) == {"a": Status.MERGED}
+    assert len(cluster.posts) == 1  # never re-sent blindly
+
+
+def test_watch_gives_up_when_nothing_runs_and_segments_stay() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    cluster.merge_on_post = False
+    cluster.post_error["a"] = opensearchpy.ConnectionError("N/A", "reset", None)
+    result, _ = execute(cluster, plan_of("a", task=False))
+    assert statuses(result) == {"a": Status.FAILED}
+
+
+def test_index_timeout() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    cluster.task_script["a"] = [TaskStatus(False, None)] * 10_000
+    result, _ = execute(cluster, plan_of("a"), index_timeout=dt.timedelta(milliseconds=30))
+    assert statuses(result) == {"a": Status.TIMED_OUT}
+    assert result.exit_code is ExitCode.MERGE_FAILED
+
+
+def test_verification_fails_when_a_copy_stays_above_the_max() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    cluster.merge_on_post = False
+    result, _ = execute(cluster, plan_of("a"))
+    [outcome] = result.outcomes
+    assert outcome.status is Status.FAILED
+    assert "above 1 segment" in outcome.detail
+
+
+def test_deadline_passed_starts_nothing_and_exits_4() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5, "b": 5}
+    result, _ = execute(cluster, plan_of("a", "b"), deadline=dt.timedelta(microseconds=1))
+    assert cluster.posts == []
+    assert result.not_started == ["a", "b"]
+    assert result.stop_reason is StopReason.DEADLINE
+    assert result.exit_code is ExitCode.INTERRUPTED
+
+
+def test_sigterm_leaves_running_merges_running_and_exits_4() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5, "b": 5}
+    cluster.task_script["a"] = [TaskStatus(False, None)] * 10_000
+    stop = threading.Event()
+    settings = Settings(endpoint="http://127.0.0.1:9200")
+    executor = Executor(cluster, settings, plan_of("a", "b"), stop=stop, **FAST)  # type: ignore[arg-type]
+    timer = threading.Timer(0.05, stop.set)  # what the SIGTERM handler does
+    timer.start()
+    result = executor.run()
+    timer.join()
+    assert result.stop_reason is StopReason.SIGTERM
+    assert result.still_running == {"a": "node:1"}
+    assert result.not_started == ["b"]
+    assert result.exit_code is ExitCode.INTERRUPTED
+
+
+def test_health_gate_mid_run_stops_new_merges_with_exit_3() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5, "b": 5}
+    original = cluster.forcemerge
+
+    def post(index: str, params: Mapping[str, str], timeout_s: float | None = None) -> Any:
+        cluster.health_status = "red"  # the cluster turns red during the first merge
+        return original(index, params, timeout_s)
+
+    cluster.forcemerge = post  # type: ignore[method-assign]
+    result, _ = execute(cluster, plan_of("a", "b"))
+    assert statuses(result) == {"a": Status.MERGED}
+    assert result.not_started == ["b"]
+    assert result.stop_reason is StopReason.HEALTH
+    assert result.exit_code is ExitCode.UNREACHABLE
+
+
+def test_concurrency_never_runs_two_merges_on_one_node() -> None:
+    nodes = {"a": ("n1", "n2"), "b": ("n2",), "c": ("n3",), "d": ("n1",)}
+    cluster = FakeCluster(nodes)
+    cluster.segments = dict.fromkeys(nodes, 5)
+    busy: dict[str, int] = {}
+    overlaps: list[str] = []
+    started: list[str] = []
+    original = cluster.forcemerge
+    release = threading.Event()
+
+    def post(index: str, params: Mapping[str, str], timeout_s: float | None = None) -> Any:
+        with cluster.lock:
+            started.append(index)
+            for node in nodes[index]:
+                busy[node] = busy.get(node, 0) + 1
+                if busy[node] > 1:
+                    overlaps.append(node)
+        return original(index, params, timeout_s)
+
+    def task(task_id: str) -> TaskStatus | None:
+        index = cluster.posts[int(task_id.split(":")[1]) - 1][0]
+        if len(started) < 2 and not release.is_set():
+            return TaskStatus(False, None)
+        release.set()
+        with cluster.lock:
+            for node in nodes[index]:
+                busy[node] -= 1
+        return TaskStatus(True, None)
+
+    cluster.forcemerge = post  # type: ignore[method-assign]
+    cluster.task = task  # type: ignore[method-assign]
+    result, _ = execute(cluster, plan_of(*nodes, nodes=nodes), concurrency=3)
+    assert overlaps == []
+    assert set(statuses(result).values()) == {Status.MERGED}
+    assert started[:2] == ["a", "c"]  # b and d wait for a's nodes; c runs alongside
+
+
+# -- the client adapter's retry policy ---------------------------------------------------
+
+
+class FakeTransport:
+    def __init__(self, outcomes: list[Any]) -> None:
+        self.outcomes = outcomes
+        self.calls: list[tuple[str, str]] = []
+
+    def perform_request(self, method: str, path: str, params: Any = None, **_: Any) -> Any:
+        self.calls.append((method, path))
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+class FakeOpenSearch:
+    def __init__(self, outcomes: list[Any]) -> None:
+        self.transport = FakeTransport(outcomes)
+
+
+def adapter(outcomes: list[Any], sleeps: list[float]) -> tuple[ClusterClient, FakeTransport]:
+    fake = FakeOpenSearch(outcomes)
+    return ClusterClient(fake, sleep=sleeps.append), fake.transport  # type: ignore[arg-type]
+
+
+def test_get_retries_connection_errors_and_honours_retry_after() -> None:
+    sleeps: list[float] = []
+    cluster, transport = adapter(
+        [
+            opensearchpy.ConnectionError("N/A", "refused", None),
+            RetryableStatusError(429, "too many requests", retry_after=7.0),
+            {"status": "green"},
+        ],
+        sleeps,
+    )
+    assert cluster.health() == "green"
+    assert len(transport.calls) == 3
+    assert sleeps[1] == 7.0
+    assert 0 <= sleeps[0] <= 30
+
+
+def test_get_gives_up_after_bounded_attempts() -> None:
+    sleeps: list[float] = []
+    cluster, transport = adapter(
+        [opensearchpy.ConnectionError("N/A", "refused", None) for _ in range(10)], sleeps
+    )
+    with pytest.raises(opensearchpy.ConnectionError):
+        cluster.health()
+    assert len(transport.calls) == 5
+
+
+def test_client_errors_and_tls_errors_are_not_retried() -> None:
+    for error in (
+        opensearchpy.AuthorizationException(403, "security_exception", {}),
+        opensearchpy.SSLError("N/A", "certificate verify failed", None),
+    ):
+        cluster, transport = adapter([error], [])
+        with pytest.raises(type(error)):
+            cluster.health()
+        assert len(transport.calls) == 1
+
+
+def test_forcemerge_post_is_retried_only_when_rejected_with_429() -> None:
+    cluster, transport = adapter(
+        [RetryableStatusError(429, "rejected", retry_after=None), {"task": "n:1"}], []
+    )
+    assert cluster.forcemerge("a", {"max_num_segments": "1"}) == {"task": "n:1"}
+    assert transport.calls == [("POST", "/a/_forcemerge")] * 2
+    cluster, transport = adapter([opensearchpy.ConnectionTimeout("TIMEOUT", "read", None)], [])
+    with pytest.raises(opensearchpy.ConnectionTimeout):
+        cluster.forcemerge("a", {"max_num_segments": "1"})
+    assert len(transport.calls) == 1
+
+
+def test_index_names_are_percent_encoded_one_concrete_name() -> None:
+    cluster, transport = adapter([{"task": "n:1"}], [])
+    cluster.forcemerge("weird+name@x", {})
+    assert transport.calls == [("POST", "/weird%2Bname%40x/_forcemerge")]
+
+
+def test_vanished_task_is_none() -> None:
+    cluster, _ = adapter([opensearchpy.NotFoundError(404, "resource_not_found_exception", {})], [])
+    assert cluster.task("n:1") is None
+    cluster, _ = adapter(
+        [
+            {
+                "completed": True,
+                "response": {
+                    "_shards": {
+                        "total": 2,
+                        "successful": 1,
+                        "failed": 1,
+                        "failures": [{"reason": {"reason": "disk full"}}],
+                    }
+                },
+            }
+        ],
+        [],
+    )
+    status = cluster.task("n:1")
+    assert status is not None and status.completed and status.error is not None
+    assert "disk full" in status.error
+
+
+def test_planning_is_a_fixed_list_of_gets() -> None:
+    outcomes: list[Any] = [{} for _ in PLANNING_REQUESTS]
+    outcomes[0] = {"version": {"number": "2.19.6", "distribution": "opensearch"}}
+    outcomes[1] = {"status": "green"}
+    outcomes[5] = []
+    cluster, transport = adapter(outcomes, [])
+    cluster.snapshot()
+    assert [m for m, _ in transport.calls] == ["GET"] * len(PLANNING_REQUESTS)
+    assert len(transport.calls) <= 8

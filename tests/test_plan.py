@@ -1,0 +1,275 @@
+"""Planning rules, each over API responses recorded from OpenSearch 2.19 and 1.3."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from merge_job.config import Settings
+from merge_job.plan import Decision, IndexPlan, Plan, SkipReason, build_plan, date_from_name
+from merge_job.snapshot import parse_snapshot
+
+RESPONSES = Path(__file__).parent / "fixtures" / "responses"
+VERSIONS = ["opensearch-2.19", "opensearch-1.3"]
+KEYS = ("root", "health", "metadata", "aliases", "stats", "shards", "nodes_fs", "tasks")
+
+
+def load(version: str) -> dict[str, Any]:
+    return {key: json.loads((RESPONSES / version / f"{key}.json").read_text()) for key in KEYS}
+
+
+def newest_creation(responses: dict[str, Any]) -> dt.datetime:
+    dates = [
+        int(body["settings"]["index"]["creation_date"])
+        for body in responses["metadata"]["metadata"]["indices"].values()
+    ]
+    return dt.datetime.fromtimestamp(max(dates) / 1000, tz=dt.UTC)
+
+
+def plan_for(
+    responses: dict[str, Any], now: dt.datetime | None = None, **settings: Any
+) -> dict[str, IndexPlan]:
+    settings.setdefault("endpoint", "http://127.0.0.1:9200")
+    now = now or newest_creation(responses) + dt.timedelta(days=2)
+    plan = build_plan(parse_snapshot(responses), Settings(**settings), now)
+    return {item.index: item for item in plan.indices}
+
+
+def reasons(plan: dict[str, IndexPlan]) -> dict[str, str | None]:
+    return {name: (p.reason.value if p.reason else None) for name, p in plan.items()}
+
+
+def stats_copies(responses: dict[str, Any], index: str) -> list[dict[str, Any]]:
+    shards: dict[str, list[dict[str, Any]]] = responses["stats"]["indices"][index]["shards"]
+    return [c for copies in shards.values() for c in copies]
+
+
+@pytest.fixture(params=VERSIONS)
+def responses(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return load(request.param)
+
+
+def test_recorded_cluster_decisions(responses: dict[str, Any]) -> None:
+    plan = plan_for(responses)
+    got = reasons(plan)
+    assert got[".ds-ds-events-000001"] == "hidden"  # backing indices are hidden
+    assert got[".ds-ds-events-000002"] == "hidden"
+    assert got[".hidden-thing"] == "hidden"
+    assert got["app-000002"] == "write_index"
+    assert got["old-closed"] == "closed"
+    assert got["merged-2026.10.01"] == "already_merged"
+    for name in ["app-000001", "deletes-2026.10.02", "weird+name@x"] + [
+        f"logs-2026.11.{day:02d}" for day in range(1, 8)
+    ]:
+        assert plan[name].decision is Decision.MERGE, plan[name]
+    assert plan["logs-2026.11.01"].max_segments_per_copy == 5
+    assert plan["app-000002"].detail == "write index of alias app"
+
+
+def test_merges_come_first_oldest_first(responses: dict[str, Any]) -> None:
+    plan = build_plan(
+        parse_snapshot(responses),
+        Settings(endpoint="http://x:9200"),
+        newest_creation(responses) + dt.timedelta(days=2),
+    )
+    merges = [p.index for p in plan.merges]
+    ages = [p.age_seconds or 0 for p in plan.merges]
+    assert ages == sorted(ages, reverse=True)
+    assert merges[0] == "logs-2026.11.01"  # created first
+    assert [p.decision for p in plan.indices] == sorted(
+        (p.decision for p in plan.indices), key=lambda d: d is Decision.SKIP
+    )
+
+
+def test_default_selection_never_touches_hidden_but_a_named_pattern_does(
+    responses: dict[str, Any],
+) -> None:
+    got = reasons(plan_for(responses, index_patterns=(".hidden-*", "*thing")))
+    assert got[".hidden-thing"] is None  # named by `.hidden-*`
+    got = reasons(plan_for(responses, index_patterns=("*thing",)))
+    assert got[".hidden-thing"] == "hidden"  # a leading wildcard does not name it
+
+
+def test_data_stream_name_selects_backing_indices_but_never_the_write_index(
+    responses: dict[str, Any],
+) -> None:
+    for pattern in ("ds-events", "ds-*", ".ds-ds-events-*"):
+        got = reasons(plan_for(responses, index_patterns=(pattern,)))
+        assert got[".ds-ds-events-000001"] is None, pattern
+        assert got[".ds-ds-events-000002"] == "data_stream_write_index", pattern
+        assert got["logs-2026.11.01"] == "not_selected"
+
+
+def test_exclude_patterns_win(responses: dict[str, Any]) -> None:
+    plan = plan_for(
+        responses, index_patterns=("logs-*",), exclude_patterns=("*.11.0[12]", "*.11.03")
+    )
+    assert plan["logs-2026.11.03"].reason is SkipReason.EXCLUDED
+    # `[` is literal in OpenSearch wildcards, not a character class
+    assert plan["logs-2026.11.01"].reason is None
+    assert plan["app-000001"].reason is SkipReason.NOT_SELECTED
+
+
+def test_too_young_by_creation_date(responses: dict[str, Any]) -> None:
+    newest = newest_creation(responses)
+    plan = plan_for(responses, now=newest + dt.timedelta(hours=1), min_age=dt.timedelta(days=1))
+    assert plan["logs-2026.11.01"].reason is SkipReason.TOO_YOUNG
+    assert "min age 1d" in plan["logs-2026.11.01"].detail
+
+
+def test_too_young_by_date_in_name(responses: dict[str, Any]) -> None:
+    now = dt.datetime(2026, 11, 7, 16, 5, tzinfo=dt.UTC)  # 01:05 JST on the 8th
+    plan = plan_for(responses, now=now, name_date_format="%Y.%m.%d", min_age=dt.timedelta(days=1))
+    assert plan["logs-2026.11.07"].reason is SkipReason.TOO_YOUNG
+    assert "by name date 2026-11-07" in plan["logs-2026.11.07"].detail
+    assert plan["logs-2026.11.06"].decision is Decision.MERGE
+    # No date in the name: the creation date decides (recorded far after `now` here).
+    assert plan["app-000001"].reason is SkipReason.TOO_YOUNG
+    assert "no date in name" in plan["app-000001"].detail
+
+
+def test_already_merged_is_per_copy_not_an_average(responses: dict[str, Any]) -> None:
+    responses = copy.deepcopy(responses)
+    copies = stats_copies(responses, "logs-2026.11.01")
+    for item in copies:
+        item["segments"]["count"] = 1
+    plan = plan_for(responses)
+    assert plan["logs-2026.11.01"].reason is SkipReason.ALREADY_MERGED
+    # One replica copy with 3 segments: average is below 2, but the index needs work.
+    replica = copy.deepcopy(copies[0])
+    replica["routing"]["primary"] = False
+    replica["routing"]["node"] = "other-node"
+    replica["segments"]["count"] = 3
+    responses["stats"]["indices"]["logs-2026.11.01"]["shards"]["0"].append(replica)
+    responses["nodes_fs"]["nodes"]["other-node"] = {
+        "name": "other",
+        "fs": {"total": {"available_in_bytes": 10**12}},
+    }
+    plan = plan_for(responses, max_num_segments=2)
+    assert plan["logs-2026.11.01"].decision is Decision.MERGE
+    assert plan["logs-2026.11.01"].max_segments_per_copy == 3
+    assert set(plan["logs-2026.11.01"].nodes) == {
+        replica["routing"]["node"],
+        copies[0]["routing"]["node"],
+    }
+
+
+@pytest.mark.parametrize("state", ["RELOCATING", "INITIALIZING", "UNASSIGNED"])
+def test_shards_not_started(responses: dict[str, Any], state: str) -> None:
+    responses = copy.deepcopy(responses)
+    responses["shards"].append(
+        {"index": "logs-2026.11.02", "shard": "0", "prirep": "r", "state": state, "id": None}
+    )
+    plan = plan_for(responses)
+    assert plan["logs-2026.11.02"].reason is SkipReason.SHARDS_NOT_STARTED
+    assert state in plan["logs-2026.11.02"].detail
+
+
+def test_merge_in_progress_from_the_task_list(responses: dict[str, Any]) -> None:
+    responses = copy.deepcopy(responses)
+    responses["tasks"] = json.loads((RESPONSES / "tasks-running.json").read_text())
+    plan = plan_for(responses)
+    assert plan["logs-2026.11.03"].reason is SkipReason.MERGE_IN_PROGRESS
+    assert plan["logs-2026.11.04"].decision is Decision.MERGE
+
+
+def test_wildcard_merge_task_blocks_every_index_it_names(responses: dict[str, Any]) -> None:
+    responses = copy.deepcopy(responses)
+    tasks = json.loads((RESPONSES / "tasks-running.json").read_text())
+    task = tasks["nodes"]["BIUooQmsSDK63gHMNN7ruw"]["tasks"]["BIUooQmsSDK63gHMNN7ruw:813"]
+    task["description"] = "Force-merge indices [logs-*], maxSegments[1]"
+    responses["tasks"] = tasks
+    plan = plan_for(responses)
+    assert {p.reason for n, p in plan.items() if n.startswith("logs-")} == {
+        SkipReason.MERGE_IN_PROGRESS
+    }
+
+
+def test_insufficient_disk_sums_copies_per_node(responses: dict[str, Any]) -> None:
+    responses = copy.deepcopy(responses)
+    size = sum(c["store"]["size_in_bytes"] for c in stats_copies(responses, "logs-2026.11.01"))
+    for node in responses["nodes_fs"]["nodes"].values():
+        node["fs"]["total"]["available_in_bytes"] = size - 1  # enough for any one shard
+    plan = plan_for(responses)
+    assert plan["logs-2026.11.01"].reason is SkipReason.INSUFFICIENT_DISK
+    assert "bytes free" in plan["logs-2026.11.01"].detail
+    assert reasons(plan_for(responses, disk_headroom=0.5))["logs-2026.11.01"] is None
+    assert reasons(plan_for(responses, disk_headroom=0.0))["logs-2026.11.01"] is None
+
+
+def test_only_expunge_deletes_uses_the_deleted_ratio(responses: dict[str, Any]) -> None:
+    plan = plan_for(responses, only_expunge_deletes=True, min_deleted_ratio=0.1)
+    assert plan["deletes-2026.10.02"].decision is Decision.MERGE
+    assert plan["logs-2026.11.01"].reason is SkipReason.TOO_FEW_DELETES
+    plan = plan_for(responses, only_expunge_deletes=True, min_deleted_ratio=0.99)
+    assert plan["deletes-2026.10.02"].reason is SkipReason.TOO_FEW_DELETES
+
+
+def test_only_index_of_an_alias_without_is_write_index_is_its_write_index(
+    responses: dict[str, Any],
+) -> None:
+    responses = copy.deepcopy(responses)
+    responses["aliases"]["logs-2026.11.05"] = {"aliases": {"current": {}}}
+    responses["aliases"]["logs-2026.11.06"] = {"aliases": {"week": {}}}
+    responses["aliases"]["logs-2026.11.07"] = {"aliases": {"week": {}}}
+    plan = plan_for(responses)
+    assert plan["logs-2026.11.05"].reason is SkipReason.WRITE_INDEX
+    assert "is_write_index unset" in plan["logs-2026.11.05"].detail
+    assert plan["logs-2026.11.06"].decision is Decision.MERGE  # two members: no writes
+
+
+def test_empty_cluster_plans_nothing() -> None:
+    empty = {
+        "root": {"version": {"number": "2.19.6", "distribution": "opensearch"}},
+        "health": {"status": "green"},
+        "metadata": {},
+        "aliases": {},
+        "stats": {},
+        "shards": [],
+        "nodes_fs": {},
+        "tasks": {"nodes": {}},
+    }
+    plan = build_plan(
+        parse_snapshot(empty), Settings(endpoint="http://x:9200"), dt.datetime.now(dt.UTC)
+    )
+    assert plan == Plan(version="2.19.6", health="green", async_forcemerge=True, indices=())
+
+
+def test_task_forcemerge_only_from_opensearch_2_7() -> None:
+    for number, distribution, expected in [
+        ("2.19.6", "opensearch", True),
+        ("2.7.0", "opensearch", True),
+        ("2.6.0", "opensearch", False),
+        ("1.3.20", "opensearch", False),
+        ("3.0.0", "opensearch", True),
+        ("7.10.2", None, False),
+    ]:
+        root: dict[str, Any] = {"version": {"number": number}}
+        if distribution:
+            root["version"]["distribution"] = distribution
+        responses = load("opensearch-2.19")
+        responses["root"] = root
+        assert parse_snapshot(responses).version.async_forcemerge is expected, number
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "expected"),
+    [
+        ("logs-2026.11.07", "%Y.%m.%d", dt.datetime(2026, 11, 7, tzinfo=dt.UTC)),
+        ("app-2026-11-07-000003", "%Y-%m-%d", dt.datetime(2026, 11, 7, tzinfo=dt.UTC)),
+        ("logs-20261107", "%Y%m%d", dt.datetime(2026, 11, 7, tzinfo=dt.UTC)),
+        ("logs-2026.11.07.13", "%Y.%m.%d.%H", dt.datetime(2026, 11, 7, 13, tzinfo=dt.UTC)),
+        ("logs-2026.45", "%G.%V", dt.datetime(2026, 11, 2, tzinfo=dt.UTC)),
+        ("logs-2026.11", "%Y.%m", dt.datetime(2026, 11, 1, tzinfo=dt.UTC)),
+        ("logs-2026.13.01", "%Y.%m.%d", None),  # not a date
+        ("logs-12026.11.07", "%Y.%m.%d", None),  # part of a longer number
+        ("app-000001", "%Y.%m.%d", None),
+    ],
+)
+def test_date_from_name(name: str, fmt: str, expected: dt.datetime | None) -> None:
+    assert date_from_name(name, fmt) == expected
