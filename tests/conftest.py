@@ -68,12 +68,29 @@ def require_docker() -> None:
     pytest.skip(f"integration test needs Docker: {reason}")
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def remove_stale_containers() -> None:
-    """Remove containers a killed earlier session left behind (no Ryuk to reap them)."""
+    """Remove containers a killed earlier session left behind (no Ryuk to reap them).
+
+    Each container is labelled with the process that started it; containers of sessions
+    still running (several may share one machine) are left alone.
+    """
     import docker
 
     client = docker.from_env()
     for container in client.containers.list(all=True, filters={"label": CONTAINER_LABEL}):
+        owner = container.labels.get(CONTAINER_LABEL, "")
+        if owner.isdigit() and _process_alive(int(owner)):
+            continue
         with contextlib.suppress(Exception):
             container.remove(force=True)
 
@@ -104,7 +121,7 @@ def start_opensearch(image: str, **extra_env: str) -> Any:
     container.with_env("cluster.routing.allocation.disk.threshold_enabled", "false")
     for name, value in extra_env.items():
         container.with_env(name, value)
-    container.with_kwargs(labels={CONTAINER_LABEL: "1"})
+    container.with_kwargs(labels={CONTAINER_LABEL: str(os.getpid())})
     container.start()
     return container
 
