@@ -267,6 +267,19 @@ class ClusterClient:
             return ()
         return copies
 
+    def refresh(self, index: str) -> None:
+        """POST /<index>/_refresh (idempotent, so retried like a GET).
+
+        A search-idle shard keeps showing its pre-merge segments until a refresh; this
+        changes no data, only what searches (and segment stats) see.
+        """
+        try:
+            self._retrying(_is_retryable)(
+                self.client.transport.perform_request, "POST", index_path(index, "_refresh")
+            )
+        except opensearchpy.NotFoundError:
+            raise IndexGoneError(index) from None
+
     def forcemerge(
         self, index: str, params: Mapping[str, str], timeout_s: float | None = None
     ) -> Any:

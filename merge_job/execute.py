@@ -345,7 +345,16 @@ class Executor:
     def _record_after(self, outcome: MergeOutcome) -> None:
         """Best effort: the segment counts a failed or timed-out merge left behind."""
         with contextlib.suppress(IndexGoneError, IndexClosedError, opensearchpy.TransportError):
-            outcome.segments_after = segments_by_copy(self.cluster.index_copies(outcome.index))
+            outcome.segments_after = segments_by_copy(self._fresh_copies(outcome.index))
+
+    def _fresh_copies(self, index: str) -> tuple[ShardCopy, ...]:
+        """Segment counts after a refresh: a search-idle shard otherwise still reports the
+        segments from before the merge. Raises IndexGoneError/IndexClosedError."""
+        try:
+            self.cluster.refresh(index)
+        except opensearchpy.TransportError as err:
+            log.warning("refresh_failed", index=index, error=str(err)[:300])
+        return self.cluster.index_copies(index)
 
     def _set_task(self, outcome: MergeOutcome, task_id: str | None) -> None:
         outcome.task_id = task_id
@@ -421,7 +430,7 @@ class Executor:
         index = outcome.index
         log.warning("merge_task_vanished", index=index, task_id=outcome.task_id)
         try:
-            copies = self.cluster.index_copies(index)
+            copies = self._fresh_copies(index)
         except (IndexGoneError, IndexClosedError):
             outcome.status, outcome.detail = Status.GONE, "index deleted or closed during merge"
             return
@@ -478,7 +487,7 @@ class Executor:
             self._sleep(min(delay, max(0.0, timeout_at - self.clock())))
             delay = min(delay * POLL_FACTOR, self.poll_max_s)
             try:
-                copies = self.cluster.index_copies(index)
+                copies = self._fresh_copies(index)
                 if self._done(copies) and not self.settings.only_expunge_deletes:
                     outcome.status = Status.MERGED
                     return
@@ -507,7 +516,7 @@ class Executor:
             if delay:
                 self._sleep(delay)
             try:
-                copies = self.cluster.index_copies(outcome.index)
+                copies = self._fresh_copies(outcome.index)
             except (IndexGoneError, IndexClosedError):
                 outcome.status, outcome.detail = Status.GONE, "index deleted or closed after merge"
                 return

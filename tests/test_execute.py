@@ -51,9 +51,13 @@ class FakeCluster:
         self.active: set[str] = set()
         self.max_active_per_node: dict[str, int] = {}
         self.lock = threading.Lock()
+        self.refreshed: list[str] = []
 
     def health(self) -> str:
         return self.health_status
+
+    def refresh(self, index: str) -> None:
+        self.refreshed.append(index)
 
     def index_copies(self, index: str) -> tuple[ShardCopy, ...]:
         if index in self.gone:
@@ -119,6 +123,7 @@ def test_task_merge_is_polled_and_verified() -> None:
     assert outcome.segments_before == {"0/p/n1": 5}
     assert outcome.segments_after == {"0/p/n1": 1}
     assert cluster.posts == [("a", {"max_num_segments": "1", "wait_for_completion": "false"})]
+    assert cluster.refreshed == ["a"]  # a search-idle shard would show stale segments
     assert result.exit_code is ExitCode.OK
 
 
