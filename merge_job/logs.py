@@ -115,7 +115,10 @@ def configure_logging(
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.dict_tracebacks
+            # Structured tracebacks without frame locals: locals can hold credentials.
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
             if not isinstance(renderer, structlog.dev.ConsoleRenderer)
             else _noop,
             redactor,

@@ -105,3 +105,14 @@ def test_console_format_for_a_tty() -> None:
         logging.getLogger().handlers.clear()
     assert not out.getvalue().startswith("{")
     assert "plan_skip" in out.getvalue()
+
+
+def test_tracebacks_carry_no_frame_locals(stream: io.StringIO) -> None:
+    innocent = "hunter2-in-a-local"  # noqa: F841 - what the traceback must not show
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        structlog.get_logger().exception("failed")
+    [line] = lines(stream)
+    assert "hunter2-in-a-local" not in json.dumps(line)
+    assert line["exception"]
