@@ -1,0 +1,42 @@
+"""The README's settings table and exit codes stay true to the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from merge_job.config import OPTIONS
+from merge_job.errors import ExitCode
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(f"### {title}\n")
+    end = text.find("\n## ", start + 1)
+    next_sub = text.find("\n### ", start + 1)
+    return text[start : min(i for i in (end, next_sub) if i != -1)]
+
+
+def test_settings_table_lists_every_setting_with_its_flag() -> None:
+    rows = re.findall(r"^\| `([A-Z_]+)` \| (.+?) \|", readme_section("Settings"), re.M)
+    documented = dict(rows)
+    for option in OPTIONS:
+        if option.env is None:
+            continue
+        assert option.env in documented, f"{option.env} missing from the README table"
+        if option.flags:
+            assert f"`{option.flags[0]}`" in documented[option.env], option.env
+    assert set(documented) <= {o.env for o in OPTIONS} | {"MERGE_BASIC_AUTH_PASSWORD"}
+
+
+def test_exit_code_table_matches_the_code() -> None:
+    codes = {int(c) for c in re.findall(r"^\| (\d) \|", readme_section("Exit codes"), re.M)}
+    assert codes == {int(code) for code in ExitCode}
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert "./scripts/test.sh" in README.read_text()
+    assert "./scripts/test.sh" in ci
