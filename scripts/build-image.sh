@@ -84,4 +84,8 @@ DOCKER_BUILDKIT=0 docker build --quiet \
   -t "$ref" -t "$image_repo:$version" -t "$image_repo:latest" \
   "$repo" >/dev/null
 log "built $ref ($(docker image inspect --format '{{.Size}}' "$ref") bytes uncompressed)"
+
+# Earlier source-hash tags would pile up on a developer's machine; keep only this one.
+docker image ls --format '{{.Repository}}:{{.Tag}}' "$image_repo" | grep -F "$image_repo:src-" \
+  | grep -vxF "$ref" | xargs -r docker image rm >/dev/null 2>&1 || true
 echo "$ref"
