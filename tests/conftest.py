@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -97,17 +99,59 @@ def remove_stale_containers() -> None:
 
 @dataclass(frozen=True)
 class OpenSearchNode:
-    """A running OpenSearch node reachable from this machine."""
+    """A running OpenSearch node reachable from this machine.
+
+    `url` is the session's audit proxy in front of the node: every job run that reaches
+    the node goes through it and is checked (tests/support/audit.py). `client` talks to
+    the node directly (`direct_url`): test set-up is not audited.
+    """
 
     image: str
     version: str
     url: str
     client: Any  # opensearchpy.OpenSearch
     container: Any  # testcontainers OpenSearchContainer
+    direct_url: str = ""
+    audit: Any = field(default=None, compare=False)  # tests.support.audit.NodeAudit
 
     @property
     def version_tuple(self) -> tuple[int, ...]:
         return tuple(int(part) for part in self.version.split(".")[:3])
+
+    @property
+    def first_version(self) -> bool:
+        """True on the first image of the run: version-independent scenarios run once."""
+        return self.image == opensearch_images()[0]
+
+    def restart(self, timeout_s: float = 180) -> None:
+        """`docker restart` the node, then wait until it answers with health yellow or green.
+
+        The host port is fixed when the node starts, so `url` and `client` stay valid.
+        """
+        self.container.get_wrapped_container().restart(timeout=10)
+        wait_for_health(self.client, timeout_s)
+
+
+def wait_for_health(client: Any, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            health = client.cluster.health(wait_for_status="yellow", timeout="5s")
+            if health.get("status") in {"yellow", "green"}:
+                return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"node not healthy after {timeout_s}s")
+        time.sleep(0.5)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def start_opensearch(image: str, **extra_env: str) -> Any:
@@ -122,6 +166,9 @@ def start_opensearch(image: str, **extra_env: str) -> Any:
     for name, value in extra_env.items():
         container.with_env(name, value)
     container.with_kwargs(labels={CONTAINER_LABEL: str(os.getpid())})
+    # A fixed host port: `docker restart` keeps it (a random one changes on restart), so a
+    # test can restart the session's node and every URL and client stays valid.
+    container.with_bind_ports(container.port, free_port())
     container.start()
     return container
 
@@ -139,28 +186,50 @@ def opensearch(
     request: pytest.FixtureRequest, _stale_containers_removed: None
 ) -> Iterator[OpenSearchNode]:
     """One real OpenSearch node per image for the whole session (removed even on failure)."""
+    from tests.support import audit as audit_module
+    from tests.support.recording_proxy import RecordingProxy
+
     image: str = request.param
     container = start_opensearch(image)
+    proxy: RecordingProxy | None = None
     try:
         host = container.get_container_host_ip()
         port = container.get_exposed_port(container.port)
         client = container.get_client(timeout=60)
         version = client.info()["version"]["number"]
+        direct_url = f"http://{host}:{port}"
+        proxy = RecordingProxy(direct_url).start()
+        audit = audit_module.NodeAudit(proxy, client).install()
+        audit_module.ACTIVE.append(audit)
         yield OpenSearchNode(
             image=image,
             version=version,
-            url=f"http://{host}:{port}",
+            url=proxy.url,
             client=client,
             container=container,
+            direct_url=direct_url,
+            audit=audit,
         )
+        # The whole session's traffic to this node, whichever test sent it.
+        forbidden = audit_module.violations(proxy.requests)
+        assert not forbidden, f"requests the job must never send: {forbidden}"
     finally:
+        if proxy is not None:
+            audit_module.ACTIVE[:] = [a for a in audit_module.ACTIVE if a.proxy is not proxy]
+            proxy.stop()
         container.stop()
 
 
 @pytest.fixture
-def cluster(opensearch: OpenSearchNode) -> OpenSearchNode:
-    """The session's node, wiped of what earlier tests made."""
+def cluster(opensearch: OpenSearchNode) -> Iterator[OpenSearchNode]:
+    """The session's node, wiped of what earlier tests made.
+
+    When the test ends, the request audit and the merge invariants are checked for
+    everything the test's job runs did (tests/support/audit.py).
+    """
     from tests.factories import wipe
 
     wipe(opensearch.client)
-    return opensearch
+    opensearch.audit.reset()
+    yield opensearch
+    opensearch.audit.check()

@@ -69,7 +69,13 @@ def run_job(
     extra_env: Mapping[str, str] | None = None,
     **settings: str,
 ) -> JobResult:
-    """`python -m merge_job <args>` with settings given as environment variables."""
+    """`python -m merge_job <args>` with settings given as environment variables.
+
+    After the run, the request audit and merge invariants of the session's nodes are
+    checked (tests/support/audit.py), so a run that broke one fails right here.
+    """
+    from tests.support.audit import check_active
+
     completed = subprocess.run(
         [sys.executable, "-m", "merge_job", *args],
         env=job_env(endpoint, **settings, **(extra_env or {})),
@@ -78,4 +84,6 @@ def run_job(
         timeout=timeout,
         check=False,
     )
-    return JobResult(completed.returncode, completed.stdout, completed.stderr)
+    result = JobResult(completed.returncode, completed.stdout, completed.stderr)
+    check_active()
+    return result

@@ -1,44 +1,104 @@
-"""A loopback reverse proxy that forwards to OpenSearch and records every request.
+"""A loopback reverse proxy that forwards to OpenSearch, records every request, and can
+inject faults.
 
 Tests point the job at the proxy to count and audit what it sends (method, path, query)
 without touching the job's code. It speaks plain HTTP/1.1 to the upstream node.
+
+Faults (`proxy.add_fault(...)`) are matched in order against each request; each fires a
+bounded number of times. They model what a load balancer or a flaky network does: reset
+the connection, answer 429/502/503/504 (with or without Retry-After) before or *after*
+the request reached the cluster, or answer slowly. `on_request` hooks run before a request
+is forwarded (a test deletes an index or restarts the node at exactly that moment).
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import re
+import socket
+import struct
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 # Hop-by-hop headers are the proxy's own business (RFC 9110, section 7.6.1).
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
+RESET = 0  # the `status` recorded for a request answered with a connection reset
 
 
 @dataclass(frozen=True)
 class RecordedRequest:
     method: str
-    path: str
+    path: str  # as sent: percent-encoded
     query: str
-    status: int
+    status: int  # RESET when the connection was reset instead of answered
+    fault: str | None = None  # the fault that answered, None when the cluster did
+    at: float = 0.0  # time.monotonic() when the request arrived
+
+    @property
+    def decoded_path(self) -> str:
+        return unquote(self.path)
+
+
+@dataclass
+class Fault:
+    """One injected fault: what it matches, what it does, how many more times it fires.
+
+    `action` is "reset" (close the connection with a TCP RST), "status" (answer `status`,
+    with `Retry-After: retry_after` when given) or "delay" (wait `delay_s`, then forward).
+    `after_forward` first lets the cluster handle the request, then replaces its answer:
+    the request took effect but the client cannot know.
+    """
+
+    method: str
+    path_re: str
+    action: str
+    times: int = 1
+    status: int = 503
+    retry_after: str | None = None
+    delay_s: float = 0.0
+    after_forward: bool = False
+    fired: int = field(default=0)
+
+    def matches(self, method: str, path: str) -> bool:
+        return (
+            self.fired < self.times
+            and method == self.method
+            and re.search(self.path_re, unquote(path)) is not None
+        )
+
+    @property
+    def name(self) -> str:
+        what = {"reset": "reset", "status": str(self.status), "delay": f"delay {self.delay_s}s"}
+        return what[self.action] + (" after forward" if self.after_forward else "")
+
+
+RequestHook = Callable[[str, str], None]  # (method, decoded path), before forwarding
 
 
 class RecordingProxy:
     """Forwards every request to `upstream` and keeps a list of what passed through."""
 
     def __init__(self, upstream: str) -> None:
-        target = urlsplit(upstream)
-        self.upstream_host = target.hostname or "127.0.0.1"
-        self.upstream_port = target.port or 9200
+        self.set_upstream(upstream)
         self.requests: list[RecordedRequest] = []
         self.connections = 0
+        self.faults: list[Fault] = []
+        self.hooks: list[RequestHook] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def set_upstream(self, upstream: str) -> None:
+        target = urlsplit(upstream)
+        self.upstream_host = target.hostname or "127.0.0.1"
+        self.upstream_port = target.port or 9200
 
     @property
     def url(self) -> str:
@@ -58,6 +118,29 @@ class RecordingProxy:
             self.requests.clear()
             self.connections = 0
 
+    def add_fault(self, method: str, path_re: str, action: str, **options: object) -> Fault:
+        fault = Fault(method, path_re, action, **options)  # type: ignore[arg-type]
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def on_request(self, hook: RequestHook) -> None:
+        self.hooks.append(hook)
+
+    def matching(self, method: str, path_re: str) -> list[RecordedRequest]:
+        """Recorded requests with this method whose decoded path matches `path_re`."""
+        with self._lock:
+            recorded = list(self.requests)
+        return [r for r in recorded if r.method == method and re.search(path_re, r.decoded_path)]
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.matches(method, path):
+                    fault.fired += 1
+                    return fault
+        return None
+
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:
             self.requests.append(request)
@@ -76,12 +159,33 @@ class RecordingProxy:
                 proxy._count_connection()
                 super().setup()
 
+            def finish(self) -> None:
+                with contextlib.suppress(OSError):
+                    super().finish()
+
             def log_message(self, format: str, *args: object) -> None:  # quiet
                 return
 
-            def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
+            def _reset(self) -> None:
+                """Abort the connection with a TCP RST (SO_LINGER 0), as a dropped LB does."""
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                    self.connection.close()
+
+            def _send(self, status: int, headers: list[tuple[str, str]], payload: bytes) -> None:
+                self.send_response(status)
+                for name, value in headers:
+                    if name.lower() not in HOP_BY_HOP | {"content-length"}:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            def _upstream(self, body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
                 upstream = http.client.HTTPConnection(
                     proxy.upstream_host, proxy.upstream_port, timeout=600
@@ -89,21 +193,62 @@ class RecordingProxy:
                 try:
                     upstream.request(self.command, self.path, body=body, headers=headers)
                     response = upstream.getresponse()
-                    payload = response.read()
+                    return response.status, response.getheaders(), response.read()
                 finally:
                     upstream.close()
+
+            def _forward(self) -> None:
+                arrived = time.monotonic()
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
                 parts = urlsplit(self.path)
-                proxy._record(
-                    RecordedRequest(self.command, parts.path, parts.query, response.status)
-                )
-                self.send_response(response.status)
-                for name, value in response.getheaders():
-                    if name.lower() not in HOP_BY_HOP | {"content-length"}:
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(payload)
+
+                def record(status: int, fault: Fault | None) -> None:
+                    proxy._record(
+                        RecordedRequest(
+                            self.command,
+                            parts.path,
+                            parts.query,
+                            status,
+                            fault.name if fault else None,
+                            arrived,
+                        )
+                    )
+
+                for hook in list(proxy.hooks):
+                    hook(self.command, unquote(parts.path))
+                fault = proxy._take_fault(self.command, parts.path)
+                if fault is not None and fault.action == "delay":
+                    time.sleep(fault.delay_s)
+                if fault is not None and fault.action != "delay" and not fault.after_forward:
+                    self._fault(fault, record)
+                    return
+                try:
+                    status, headers, payload = self._upstream(body)
+                except OSError:
+                    # The node is down (restarting): look like it to the client.
+                    record(RESET, None)
+                    self._reset()
+                    return
+                if fault is not None and fault.after_forward:
+                    self._fault(fault, record)
+                    return
+                record(status, fault)
+                with contextlib.suppress(OSError):
+                    self._send(status, headers, payload)
+
+            def _fault(self, fault: Fault, record: Callable[[int, Fault | None], None]) -> None:
+                if fault.action == "reset":
+                    record(RESET, fault)
+                    self._reset()
+                    return
+                record(fault.status, fault)
+                headers = [("Content-Type", "application/json")]
+                if fault.retry_after is not None:
+                    headers.append(("Retry-After", fault.retry_after))
+                payload = b'{"error":"injected by the test proxy","status":%d}' % fault.status
+                with contextlib.suppress(OSError):
+                    self._send(fault.status, headers, payload)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
 
