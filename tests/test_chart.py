@@ -475,8 +475,22 @@ def test_production_environment() -> None:
     assert env["MERGE_AUTH"] == "auto"  # SigV4 for the *.es.amazonaws.com endpoint
 
 
-def test_helmfile_installed_switch() -> None:
-    assert helmfile_template("staging", "--state-values-set", "installed=false") == []
+def test_helmfile_installed_switch(tmp_path: Path) -> None:
+    """`installed: false` in an environment's file renders nothing for it."""
+    for part in ("helmfile.yaml", "deploy", "environments", "charts"):
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / part)
+        else:
+            shutil.copy(source, tmp_path / part)
+    staging = tmp_path / "environments" / "staging.yaml"
+    values = yaml.safe_load(staging.read_text())
+    assert values["installed"] is True
+    staging.write_text(yaml.safe_dump({**values, "installed": False}))
+
+    result = run([tool("helmfile"), "--environment", "staging", "template"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert load_docs(result.stdout) == []
 
 
 # --- chart README --------------------------------------------------------------------------
