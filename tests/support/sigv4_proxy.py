@@ -69,6 +69,10 @@ _AUTHORIZATION_RE = re.compile(
 )
 _SIGNATURE_RE = re.compile(r"Signature=([0-9a-f]{64})")
 
+# Every (method, path shape) the job sent through a verifying proxy in this test session,
+# per OpenSearch version: what docs/iam.md must list (tests/test_irsa.py checks it).
+SESSION_AUDIT: dict[str, set[tuple[str, str]]] = {}
+
 
 @dataclass(frozen=True)
 class IssuedCredentials:
@@ -247,6 +251,8 @@ class SigV4Proxy:
     answered 502. `tamper` rewrites each body as a middlebox would, before verification.
     `latency_s` delays each verified request (to make a run outlast short credentials).
     `ssl_context` makes the proxy terminate TLS, as the managed endpoint does.
+    `revoke_after(method, path)`: once a forwarded request matches, every later request is
+    refused with an explicit deny, as after "revoke active sessions" on the IAM role.
     """
 
     def __init__(
@@ -262,7 +268,10 @@ class SigV4Proxy:
         max_credential_age: timedelta | None = None,
         ssl_context: ssl.SSLContext | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        revoke_after: Callable[[str, str], bool] | None = None,
     ) -> None:
+        self.revoke_after = revoke_after
+        self.revoked = False
         self.upstream = urlsplit(upstream) if upstream else None
         self.lookup = lookup
         self.region = region
@@ -360,6 +369,13 @@ class SigV4Proxy:
                 authorization = self.headers.get("authorization")
                 key_match = re.search(r"Credential=([^/\s,]+)/", authorization or "")
                 try:
+                    if proxy.revoked:
+                        action = "es:ESHttp" + self.command.capitalize()
+                        raise SignatureRejected(
+                            f"User: arn:aws:sts::111122223333:assumed-role/merge-job is not "
+                            f"authorized to perform: {action} with an explicit deny",
+                            key="Message",
+                        )
                     verify_sigv4(
                         self.command,
                         split.path,
@@ -391,6 +407,8 @@ class SigV4Proxy:
                 if proxy.latency_s:
                     time.sleep(proxy.latency_s)
                 status, headers, payload = self._forward(body)
+                if proxy.revoke_after is not None and proxy.revoke_after(self.command, split.path):
+                    proxy.revoked = True
                 proxy._record(
                     ProxiedRequest(
                         self.command,

@@ -275,6 +275,7 @@ class PodEnvironment:
 
     home: Path
     region: str = REGION
+    timeout_s: float = 180  # a bound on each job run
 
     def base(self) -> dict[str, str]:
         import os
@@ -314,7 +315,6 @@ class PodEnvironment:
         *args: str,
         aws: dict[str, str],
         preamble: str = "",
-        timeout: float = 180,
         **settings: str,
     ) -> JobResult:
         """`python -m merge_job <args>` signing with SigV4 in this pod environment.
@@ -344,7 +344,7 @@ class PodEnvironment:
             cwd=str(self.home),
             capture_output=True,
             text=True,
-            timeout=timeout,
+            timeout=self.timeout_s,
             check=False,
         )
         return JobResult(completed.returncode, completed.stdout, completed.stderr)
