@@ -5,6 +5,7 @@ boto3 and requests-aws4auth are imported only when SigV4 is used, to keep start-
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -57,9 +58,38 @@ def sigv4_auth(region: str, session: Any = None) -> requests.auth.AuthBase:
         # Resolve once now so a misconfigured role fails here with a clear message,
         # not as a 403 from the cluster.
         credentials.get_frozen_credentials()
-    except (BotoCoreError, ClientError) as err:
+    except ClientError as err:
+        raise CredentialsError(_sts_refusal_message(err, hint)) from None
+    except BotoCoreError as err:
         raise CredentialsError(f"cannot obtain AWS credentials ({err}): {hint}") from None
+    except RuntimeError as err:
+        # botocore: "Credentials were refreshed, but the refreshed credentials are still
+        # expired." STS issued credentials that this machine's clock already sees as old.
+        raise CredentialsError(expired_credentials_message(err)) from None
     return _locked_aws4auth(credentials, region)
+
+
+def expired_credentials_message(err: Exception) -> str:
+    return (
+        f"the AWS credentials are expired as soon as they are issued ({err}): check this "
+        "machine's clock (NTP) against AWS's, and the role's maximum session duration"
+    )
+
+
+def _sts_refusal_message(err: Any, hint: str) -> str:
+    """STS refused the role: say which role and what in its trust policy to check."""
+    error = getattr(err, "response", {}).get("Error", {})
+    code = error.get("Code", "error")
+    # boto3 reads the same variable; it is only named here to say which role was refused.
+    role = os.environ.get("AWS_ROLE_ARN")
+    if code == "AccessDenied" and role:
+        return (
+            f"STS refused to let this pod assume {role} ({code}: {error.get('Message', err)}): "
+            "check the role's trust policy (Federated principal = the cluster's OIDC provider, "
+            "condition sub = system:serviceaccount:<namespace>:<service account>, aud = "
+            "sts.amazonaws.com) and the service account's eks.amazonaws.com/role-arn annotation"
+        )
+    return f"cannot obtain AWS credentials ({code}: {error.get('Message', err)}): {hint}"
 
 
 def _locked_aws4auth(credentials: Any, region: str) -> requests.auth.AuthBase:

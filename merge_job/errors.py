@@ -39,3 +39,33 @@ class CredentialsError(UnreachableError):
 
 class GateError(UnreachableError):
     """A start gate (cluster health) is not met; nothing was merged."""
+
+
+def refused_message(endpoint: str, status: object, service_message: object, sigv4: bool) -> str:
+    """What to check when the cluster answers 401/403 to our requests."""
+    said = f": {service_message}" if service_message else ""
+    if sigv4:
+        checks = (
+            "check AWS_REGION / --region (the signing region must be the domain's), this "
+            "machine's clock (signatures expire after 5 minutes), the IAM role's es:ESHttp* "
+            "permissions, the domain access policy and the fine-grained access control "
+            "role mapping"
+        )
+    else:
+        checks = "check MERGE_AUTH and MERGE_BASIC_AUTH_USER / MERGE_BASIC_AUTH_PASSWORD"
+    return f"{endpoint} refused our request (HTTP {status}{said}); {checks}"
+
+
+def service_message(info: object) -> str:
+    """The human part of an error body: AWS's {"message": ...}, OpenSearch's error.reason."""
+    if isinstance(info, dict):
+        for key in ("message", "Message"):
+            if isinstance(info.get(key), str):
+                return str(info[key])
+        error = info.get("error")
+        if isinstance(error, dict) and isinstance(error.get("reason"), str):
+            return str(error["reason"])
+        if isinstance(error, str):
+            return error
+    text = str(info or "")
+    return text[:300]

@@ -12,8 +12,8 @@ import structlog
 
 from merge_job.auth import build_auth
 from merge_job.client import ClusterClient, build_client
-from merge_job.config import Settings
-from merge_job.errors import ExitCode, UnreachableError
+from merge_job.config import AuthMode, Settings
+from merge_job.errors import ExitCode, UnreachableError, refused_message, service_message
 from merge_job.execute import Executor, health_ok
 from merge_job.plan import Plan, build_plan
 from merge_job.report import plan_json, plan_table, run_summary
@@ -32,9 +32,12 @@ def read_plan(cluster: ClusterClient, settings: Settings, now: dt.datetime) -> P
         snapshot = cluster.snapshot()
     except (opensearchpy.AuthenticationException, opensearchpy.AuthorizationException) as err:
         raise UnreachableError(
-            f"{settings.endpoint} refused our credentials (HTTP {err.status_code}): with sigv4 "
-            "check the IAM role, the domain access policy and the fine-grained access control "
-            "role mapping; with basic auth check MERGE_BASIC_AUTH_USER/PASSWORD"
+            refused_message(
+                settings.endpoint,
+                err.status_code,
+                service_message(err.info),
+                sigv4=settings.auth is AuthMode.SIGV4,
+            )
         ) from None
     except opensearchpy.SSLError as err:
         raise UnreachableError(

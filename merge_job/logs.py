@@ -41,6 +41,15 @@ _SECRET_TEXT_RES: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"(?P<s>[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@", re.IGNORECASE),
         rf"\g<s>{REDACTED}@",
     ),
+    # STS responses (XML) as botocore's debug log prints them.
+    (
+        re.compile(
+            r"<(?P<tag>SecretAccessKey|SessionToken|WebIdentityToken|Token)>[^<]*</(?P=tag)>"
+        ),
+        rf"<\g<tag>>{REDACTED}</\g<tag>>",
+    ),
+    # Container credentials (EKS Pod Identity, ECS) as JSON: {"Token": "..."}.
+    (re.compile(r'(?P<k>"Token"\s*:\s*")[^"]*"'), rf'\g<k>{REDACTED}"'),
 )
 
 
@@ -142,6 +151,11 @@ def configure_logging(
         logging.getLogger(name).setLevel(logging.DEBUG if numeric <= logging.DEBUG else quiet)
     for name in ("botocore", "boto3", "s3transfer"):
         logging.getLogger(name).setLevel(max(numeric, logging.INFO))
+    # A failed credential refresh is reported by the job with what to check (exit 3);
+    # botocore's own warning for it repeats that with a traceback.
+    logging.getLogger("botocore.credentials").setLevel(
+        logging.DEBUG if numeric <= logging.DEBUG else logging.ERROR
+    )
     logging.captureWarnings(True)
 
     structlog.configure(

@@ -244,14 +244,6 @@ def assert_clean_exit_3(result: JobResult) -> str:
     return result.error
 
 
-PRODUCT_403_MESSAGE = (
-    "merge_job.job.read_plan turns every 401/403 into one generic sentence; it must include "
-    "the service's own message (err.info) and, for SigV4, name AWS_REGION/--region and the "
-    "clock as things to check (see the issue-5 report)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=PRODUCT_403_MESSAGE)
 @pytest.mark.parametrize(
     ("proxy_options", "job_region", "service_says"),
     [
@@ -281,7 +273,7 @@ def test_a_refused_signature_exits_3_saying_what_to_check(
 def test_a_refused_signature_exits_3_without_a_stack_trace(
     sts: IrsaSts, pod: PodEnvironment
 ) -> None:
-    """What the product does today for any refusal (the xfail above wants more)."""
+    """Any refusal: exit 3, the status, no stack trace."""
     with SigV4Proxy(None, sts.lookup, region=REGION) as refusing:
         aws = {**pod.irsa(sts), "AWS_REGION": "us-west-2", "AWS_DEFAULT_REGION": "us-west-2"}
         result = pod.run_job(refusing.url, "plan", aws=aws)
@@ -299,13 +291,6 @@ def test_no_credentials_at_all_exits_3_naming_the_role_annotation(pod: PodEnviro
     assert "AWS_ROLE_ARN" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="merge_job.auth.CREDENTIALS_HINT does not mention the role's trust policy "
-    "(the OIDC provider and system:serviceaccount:<ns>:<sa> subject) when STS denies "
-    "AssumeRoleWithWebIdentity; and botocore's own warning for the failed refresh is logged "
-    "with a structured traceback including frame locals (merge_job.logs dict_tracebacks)",
-)
 def test_a_role_that_does_not_trust_the_service_account_exits_3_naming_the_trust_policy(
     sts: IrsaSts, pod: PodEnvironment
 ) -> None:
@@ -320,12 +305,6 @@ def test_a_role_that_does_not_trust_the_service_account_exits_3_naming_the_trust
     assert untrusted_role in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="botocore raises RuntimeError('Credentials were refreshed, but the refreshed "
-    "credentials are still expired.') which merge_job.auth.sigv4_auth does not catch: "
-    "a stack trace and exit 1 instead of exit 3",
-)
 def test_credentials_already_expired_when_issued_exit_3(sts: IrsaSts, pod: PodEnvironment) -> None:
     sts.duration_seconds = -60  # the node's clock is far ahead of STS's, in effect
     with SigV4Proxy(None, sts.lookup, region=REGION) as never_reached:
@@ -343,24 +322,12 @@ def _forms(secret: str) -> set[str]:
     return {secret, urllib.parse.quote(secret, safe=""), json.dumps(secret)[1:-1]}
 
 
-LIBRARY_DEBUG_LEAKS = (
-    "with botocore at DEBUG, its 'Response body' line prints the AssumeRoleWithWebIdentity "
-    "XML (<SecretAccessKey>, <SessionToken>): merge_job.logs.Redactor only knows key=value "
-    "and JSON forms; it must also mask <SecretAccessKey>/<SessionToken> elements and the "
-    "Pod Identity JSON (SecretAccessKey/Token)"
-)
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize(
     "preamble",
     [
         pytest.param("", id="log-level-debug"),
-        pytest.param(
-            LIBRARY_DEBUG_PREAMBLE,
-            id="plus-botocore-urllib3-debug",
-            marks=pytest.mark.xfail(strict=True, reason=LIBRARY_DEBUG_LEAKS),
-        ),
+        pytest.param(LIBRARY_DEBUG_PREAMBLE, id="plus-botocore-urllib3-debug"),
     ],
 )
 def test_a_debug_run_leaks_no_secret(
