@@ -43,6 +43,7 @@ RETRYABLE_STATUSES = (429, 502, 503, 504)
 MAX_ATTEMPTS = 5
 MAX_RETRY_SECONDS = 120.0
 MAX_RETRY_AFTER_SECONDS = 60.0
+LONG_POLL_GRACE_S = 30.0
 
 _STATS_FILTER = ",".join(
     f"indices.*.shards.*.{f}"
@@ -298,12 +299,28 @@ class ClusterClient:
             params=query,
         )
 
-    def task(self, task_id: str) -> TaskStatus | None:
-        """The task's status, or None when it is unknown (404: node restarted, not stored)."""
+    def task(self, task_id: str, wait_s: float = 0.0) -> TaskStatus | None:
+        """The task's status, or None when it is unknown (404: node restarted, not stored).
+
+        With `wait_s` > 0 this is a long poll: the server answers as soon as the task ends,
+        or after `wait_s` with "not completed", so a finished merge is seen at once.
+        """
+        params: dict[str, Any] = {}
+        if wait_s > 0:
+            params = {
+                "wait_for_completion": "true",
+                "timeout": f"{max(1, round(wait_s * 1000))}ms",
+                # read by the transport, not sent: the wait plus time to answer
+                "request_timeout": wait_s + LONG_POLL_GRACE_S,
+            }
         try:
-            body = self.get("/_tasks/" + urllib.parse.quote(task_id, safe=":"))
+            body = self.get("/_tasks/" + urllib.parse.quote(task_id, safe=":"), params)
         except opensearchpy.NotFoundError:
             return None
+        except opensearchpy.TransportError as err:
+            if wait_s > 0 and "timeout_exception" in str(err.error) + str(err.info)[:300]:
+                return TaskStatus(completed=False, error=None)  # waited; still running
+            raise
         if not body.get("completed"):
             return TaskStatus(completed=False, error=None)
         error = body.get("error")

@@ -399,18 +399,30 @@ class Executor:
     def _poll_task(
         self, outcome: MergeOutcome, task_id: str, timeout_at: float, resubmitted: bool
     ) -> None:
-        """Poll the task (quick first poll, capped backoff) until it ends or time runs out."""
+        """Watch the task until it ends or time runs out.
+
+        Each poll is a long poll (`wait_for_completion=true&timeout=<wait>`), waits growing
+        from a quick first one to a cap: the server answers the moment the merge ends, so
+        the job adds no waiting to the merge however long the wait between polls.
+        """
         delay = self.poll_initial_s
         while self.clock() < timeout_at:
-            self._sleep(min(delay, max(0.0, timeout_at - self.clock())))
+            if self.stop.is_set():
+                raise _Stopped
+            wait = min(delay, max(0.0, timeout_at - self.clock()))
             delay = min(delay * POLL_FACTOR, self.poll_max_s)
+            asked = self.clock()
             try:
-                status = self.cluster.task(task_id)
+                status = self.cluster.task(task_id, wait_s=wait)
             except opensearchpy.TransportError as err:
                 log.warning(
                     "task_poll_failed", index=outcome.index, task_id=task_id, error=str(err)[:300]
                 )
+                self._sleep(max(0.0, wait - (self.clock() - asked)))
                 continue
+            if status is not None and not status.completed:
+                # A server that answered early without waiting: keep the polling pace.
+                self._sleep(max(0.0, wait - (self.clock() - asked)))
             if status is None:
                 self._task_vanished(outcome, timeout_at, resubmitted)
                 return

@@ -76,7 +76,7 @@ class FakeCluster:
             return {"task": f"node:{len(self.posts)}"}
         return {"_shards": {"total": 1, "successful": 1, "failed": 0}}
 
-    def task(self, task_id: str) -> TaskStatus | None:
+    def task(self, task_id: str, wait_s: float = 0.0) -> TaskStatus | None:
         index = self.posts[int(task_id.split(":")[1]) - 1][0]
         script = self.task_script.get(index)
         if script:
@@ -337,7 +337,7 @@ def test_concurrency_never_runs_two_merges_on_one_node() -> None:
                     overlaps.append(node)
         return original(index, params, timeout_s)
 
-    def task(task_id: str) -> TaskStatus | None:
+    def task(task_id: str, wait_s: float = 0.0) -> TaskStatus | None:
         index = cluster.posts[int(task_id.split(":")[1]) - 1][0]
         if len(started) < 2 and not release.is_set():
             return TaskStatus(False, None)
@@ -458,6 +458,19 @@ def test_vanished_task_is_none() -> None:
     status = cluster.task("n:1")
     assert status is not None and status.completed and status.error is not None
     assert "disk full" in status.error
+
+
+def test_task_long_poll_timeout_means_still_running() -> None:
+    timeout = opensearchpy.TransportError(500, "timeout_exception", {"error": "timed out"})
+    cluster, transport = adapter([timeout, {"completed": True, "response": {}}], [])
+    status = cluster.task("n:1", wait_s=2.0)
+    assert status is not None and not status.completed
+    status = cluster.task("n:1", wait_s=2.0)
+    assert status is not None and status.completed and status.error is None
+    assert len(transport.calls) == 2
+    cluster, _ = adapter([timeout], [])
+    with pytest.raises(opensearchpy.TransportError):
+        cluster.task("n:1")  # without a wait a timeout is an error like any other
 
 
 def test_planning_is_a_fixed_list_of_gets() -> None:
