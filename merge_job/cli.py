@@ -1,7 +1,8 @@
 """Command line: parse settings, configure logging, log the config once, run the job.
 
 The job module (and with it opensearch-py and boto3) is imported only once the settings
-are valid, so `--help`, `--version` and configuration errors stay fast.
+are valid, and structlog only once there is something to log, so `--help` and
+`--version` stay fast.
 """
 
 from __future__ import annotations
@@ -14,13 +15,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-import structlog
-
 from merge_job.config import parse_settings
 from merge_job.errors import ConfigError, ExitCode, MergeJobError
-from merge_job.logs import configure_logging
-
-log = structlog.get_logger("merge_job")
 
 _SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
@@ -38,13 +34,19 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help / --version
         return int(done.code or 0)
     except ConfigError as err:
+        from merge_job.logs import configure_logging
+
         configure_logging(_fallback_log_format(), "info")
+        log = _logger()
         log.error("config_error", error=str(err), exit_code=int(ExitCode.BAD_CONFIG))
         return int(ExitCode.BAD_CONFIG)
+
+    from merge_job.logs import configure_logging
 
     configure_logging(
         settings.log_format, settings.log_level, secrets=[settings.basic_auth_password or ""]
     )
+    log = _logger()
     log.info("config", **settings.redacted())
     if not settings.verify_tls:
         log.warning("tls_verification_disabled", detail="the server certificate is not checked")
@@ -69,13 +71,19 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signum, handler)
 
 
+def _logger() -> Any:
+    import structlog
+
+    return structlog.get_logger("merge_job")
+
+
 def _install_stop_handlers(stop: threading.Event) -> dict[int, _SignalHandler]:
     """SIGTERM/SIGINT: stop starting merges. Only possible from the main thread."""
     if threading.current_thread() is not threading.main_thread():
         return {}
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        log.warning("signal_received", signal=signal.Signals(signum).name)
+        _logger().warning("signal_received", signal=signal.Signals(signum).name)
         stop.set()
 
     previous: dict[int, _SignalHandler] = {}
