@@ -1,0 +1,118 @@
+"""OpenSearch nodes for benchmarks: one node, or a 3-node cluster on a user-defined network.
+
+Containers are started with the docker CLI, published on 127.0.0.1 only, labelled
+`merge-job-bench=<pid>` and removed by the context managers (even on failure).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+
+import requests
+
+LABEL = "merge-job-bench"
+DEFAULT_SETTINGS = {
+    # Benchmark disks can be nearly full; the job reads disk usage itself.
+    "cluster.routing.allocation.disk.threshold_enabled": "false",
+    "cluster.max_shards_per_node": "5000",
+}
+
+
+def _docker(*args: str) -> str:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def _run_node(
+    image: str, name: str, heap: str, settings: Mapping[str, str], network: str | None = None
+) -> str:
+    argv = ["run", "-d", "--name", name, "--label", f"{LABEL}={os.getpid()}"]
+    argv += ["-p", "127.0.0.1::9200", "-e", f"OPENSEARCH_JAVA_OPTS=-Xms{heap} -Xmx{heap}"]
+    if network:
+        argv += ["--network", network, "--hostname", name]
+    for key, value in {**DEFAULT_SETTINGS, **settings}.items():
+        argv += ["-e", f"{key}={value}"]
+    _docker(*argv, image)
+    port = _docker("port", name, "9200/tcp").splitlines()[0].rsplit(":", 1)[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def wait_green(url: str, nodes: int = 1, timeout: float = 300) -> None:
+    """Wait until the cluster answers with `nodes` nodes and green health."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            response = requests.get(
+                f"{url}/_cluster/health",
+                params={"wait_for_status": "green", "wait_for_nodes": str(nodes), "timeout": "5s"},
+                timeout=10,
+            )
+            body = response.json()
+            if response.status_code == 200 and not body.get("timed_out"):
+                return
+            last = str(body)[:200]
+        except (requests.RequestException, ValueError) as err:
+            last = str(err)[:200]
+        time.sleep(1)
+    raise TimeoutError(f"OpenSearch at {url} not green with {nodes} node(s): {last}")
+
+
+def _remove(*names: str) -> None:
+    for name in names:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _docker("rm", "-f", name)
+
+
+@contextlib.contextmanager
+def single_node(image: str, heap: str = "1g", **settings: str) -> Iterator[str]:
+    """One node; yields its URL on loopback."""
+    name = f"mjb-{uuid.uuid4().hex[:8]}"
+    try:
+        url = _run_node(image, name, heap, {"discovery.type": "single-node", **settings})
+        wait_green(url)
+        yield url
+    finally:
+        _remove(name)
+
+
+@contextlib.contextmanager
+def three_nodes(image: str, heap: str = "384m", **settings: str) -> Iterator[list[str]]:
+    """Three cluster-manager-eligible data nodes on their own docker network; yields the
+    URL of each node (all on loopback)."""
+    tag = uuid.uuid4().hex[:8]
+    network = f"mjb-net-{tag}"
+    names = [f"mjb-{tag}-{i}" for i in range(3)]
+    cluster = {
+        "cluster.name": f"bench-{tag}",
+        "discovery.seed_hosts": ",".join(names),
+        "cluster.initial_cluster_manager_nodes": ",".join(names),
+        **settings,
+    }
+    _docker("network", "create", "--label", f"{LABEL}={os.getpid()}", network)
+    try:
+        urls = [
+            _run_node(image, name, heap, {**cluster, "node.name": name}, network) for name in names
+        ]
+        wait_green(urls[0], nodes=3)
+        yield urls
+    finally:
+        _remove(*names)
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _docker("network", "rm", network)
+
+
+@contextlib.contextmanager
+def node_or_url(url: str | None, image: str, heap: str = "1g") -> Iterator[str]:
+    """`url` when given (an already running node), else a fresh single node."""
+    if url:
+        yield url.rstrip("/")
+        return
+    with single_node(image, heap) as started:
+        yield started

@@ -1,0 +1,157 @@
+"""Benchmark data: many daily indices made fast (an index template plus bulk auto-create).
+
+Like tests/factories.py, each refreshed bulk round becomes one Lucene segment per shard and
+the merge policy is held off, so every index starts with exactly `segments` segments.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import time
+from typing import Any
+
+import requests
+
+PREFIX = "bench-"
+TEMPLATE = "merge-job-bench"
+BULK_INDICES_PER_REQUEST = 250
+BULK_ATTEMPTS = 5
+# Words drawn at random (seeded) so segments are not trivially compressible and a merge
+# has real work to do, like log lines.
+_WORDS = [f"w{n:04x}" for n in range(4096)]
+_RANDOM = random.Random(7)  # noqa: S311 - test data, not secrets
+
+
+def index_names(count: int, prefix: str = PREFIX, today: dt.date | None = None) -> list[str]:
+    """`<prefix>YYYY.MM.DD`, one per day, oldest first, the newest two days old."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    first = today - dt.timedelta(days=count + 1)
+    return [f"{prefix}{first + dt.timedelta(days=i):%Y.%m.%d}" for i in range(count)]
+
+
+def _check(response: requests.Response) -> Any:
+    if response.status_code >= 300:
+        raise RuntimeError(f"{response.request.method} {response.url}: {response.text[:500]}")
+    return response.json()
+
+
+def template_name(prefix: str) -> str:
+    return f"{TEMPLATE}-{prefix.strip('-.') or 'all'}"
+
+
+def put_template(url: str, prefix: str = PREFIX, shards: int = 1, replicas: int = 0) -> None:
+    """Settings every benchmark index gets: held-off merges, no periodic refresh."""
+    body = {
+        "index_patterns": [f"{prefix}*"],
+        "priority": 400,
+        "template": {
+            "settings": {
+                "index.number_of_shards": shards,
+                "index.number_of_replicas": replicas,
+                "index.merge.policy.segments_per_tier": 100,
+                "index.merge.policy.max_merge_at_once": 100,
+                "index.refresh_interval": "-1",
+            },
+            "mappings": {"properties": {"message": {"type": "text"}, "n": {"type": "long"}}},
+        },
+    }
+    _check(requests.put(f"{url}/_index_template/{template_name(prefix)}", json=body, timeout=60))
+
+
+def raise_shard_limit(url: str, per_node: int = 5000) -> None:
+    body = {"persistent": {"cluster.max_shards_per_node": per_node}}
+    _check(requests.put(f"{url}/_cluster/settings", json=body, timeout=60))
+
+
+def _bulk_actions(names: list[str], docs: int, round_no: int) -> list[tuple[str, str]]:
+    actions = []
+    for name in names:
+        for n in range(docs):
+            words = " ".join(_RANDOM.choices(_WORDS, k=12))
+            doc = {"n": round_no * docs + n, "message": f"{name} {round_no} {words}"}
+            actions.append((json.dumps({"index": {"_index": name}}), json.dumps(doc)))
+    return actions
+
+
+def _bulk(session: requests.Session, url: str, actions: list[tuple[str, str]]) -> None:
+    """Send `actions`; resend the items the cluster rejected (auto-create can time out on a
+    busy node), a bounded number of times."""
+    for _attempt in range(BULK_ATTEMPTS):
+        payload = "".join(f"{meta}\n{doc}\n" for meta, doc in actions)
+        result = _check(
+            session.post(
+                f"{url}/_bulk",
+                data=payload,
+                headers={"Content-Type": "application/x-ndjson"},
+                timeout=600,
+            )
+        )
+        if not result.get("errors"):
+            return
+        failed = [
+            action
+            for action, item in zip(actions, result["items"], strict=True)
+            if item["index"].get("status", 500) >= 300
+        ]
+        reasons = {str(item["index"].get("error"))[:200] for item in result["items"]} - {"None"}
+        actions = failed
+        time.sleep(2)
+    raise RuntimeError(f"bulk: {len(actions)} item(s) still failing: {sorted(reasons)[:3]}")
+
+
+def make_indices(
+    url: str,
+    names: list[str],
+    segments: int = 3,
+    docs_per_segment: int = 5,
+    prefix: str = PREFIX,
+    shards: int = 1,
+    replicas: int = 0,
+) -> None:
+    """Create `names` (auto-created by bulk through the template), each with `segments`
+    segments per shard of `docs_per_segment` documents."""
+    put_template(url, prefix, shards, replicas)
+    session = requests.Session()
+    for round_no in range(segments):
+        for start in range(0, len(names), BULK_INDICES_PER_REQUEST):
+            chunk = names[start : start + BULK_INDICES_PER_REQUEST]
+            # Large segments are written in several requests; one refresh makes them one segment.
+            step = max(1, 20_000 // max(1, len(chunk)))
+            for offset in range(0, docs_per_segment, step):
+                count = min(step, docs_per_segment - offset)
+                _bulk(session, url, _bulk_actions(chunk, count, round_no * 1_000_000 + offset))
+        _check(session.post(f"{url}/{prefix}*/_refresh", timeout=600))
+    _check(
+        session.get(
+            f"{url}/_cluster/health/{prefix}*",
+            params={"wait_for_status": "green", "timeout": "300s"},
+            timeout=400,
+        )
+    )
+
+
+def delete_indices(url: str, prefix: str = PREFIX) -> None:
+    """Delete every benchmark index and the template."""
+    response = requests.delete(f"{url}/{prefix}*", params={"expand_wildcards": "all"}, timeout=600)
+    if response.status_code not in (200, 404):
+        _check(response)
+    requests.delete(f"{url}/_index_template/{template_name(prefix)}", timeout=60)
+
+
+def segments_per_index(url: str, prefix: str = PREFIX) -> dict[str, int]:
+    """The largest per-copy segment count of every benchmark index (after a refresh)."""
+    requests.post(f"{url}/{prefix}*/_refresh", timeout=600)
+    body = _check(
+        requests.get(
+            f"{url}/{prefix}*/_stats/segments",
+            params={"level": "shards", "filter_path": "indices.*.shards.*.segments.count"},
+            timeout=600,
+        )
+    )
+    out: dict[str, int] = {}
+    for name, index in (body.get("indices") or {}).items():
+        counts = [c["segments"]["count"] for copies in index["shards"].values() for c in copies]
+        out[name] = max(counts) if counts else 0
+    return out

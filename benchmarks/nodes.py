@@ -1,0 +1,126 @@
+"""Node-aware parallelism on a real 3-node cluster: sequential vs MERGE_CONCURRENCY=3.
+
+    python -m benchmarks.nodes [--indices 6] [--segments 10] [--docs 50000]
+
+Starts three OpenSearch containers (small heaps) on a user-defined docker network, makes
+single-shard indices (no replicas; the balancer spreads them evenly over the nodes), and
+runs `merge-job run` twice on identical data: once sequential, once with
+MERGE_CONCURRENCY=3. From the tasks API (every merge is a stored task with its node, start
+time and running time) it checks that no two merges ever overlapped on one node.
+With --urls it uses a running cluster instead (comma-separated node URLs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+
+from benchmarks import cluster, common, data
+from benchmarks.planning import job_settings
+
+PREFIX = "node-"
+TARGET_SPEEDUP = 1.7
+
+
+def merge_intervals(url: str, task_ids: list[str]) -> dict[str, list[tuple[float, float]]]:
+    """Per node, the (start, end) seconds of each stored merge task."""
+    per_node: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for task_id in task_ids:
+        task = requests.get(f"{url}/_tasks/{task_id}", timeout=60).json()["task"]
+        start = task["start_time_in_millis"] / 1000
+        per_node[task["node"]].append((start, start + task["running_time_in_nanos"] / 1e9))
+    return dict(per_node)
+
+
+def overlaps(intervals: dict[str, list[tuple[float, float]]]) -> int:
+    """How many times a merge started on a node before the previous one there ended."""
+    count = 0
+    for spans in intervals.values():
+        ordered = sorted(spans)
+        count += sum(1 for a, b in itertools.pairwise(ordered) if b[0] < a[1])
+    return count
+
+
+def one_run(
+    url: str, names: list[str], segments: int, docs: int, concurrency: int
+) -> dict[str, Any]:
+    data.make_indices(url, names, segments=segments, docs_per_segment=docs, prefix=PREFIX)
+    try:
+        shards = requests.get(
+            f"{url}/_cat/shards/{PREFIX}*", params={"format": "json", "h": "node"}, timeout=60
+        ).json()
+        per_node: dict[str, int] = defaultdict(int)
+        for shard in shards:
+            per_node[shard["node"]] += 1
+        spread = sorted(per_node.values())
+        run = common.merge_job(
+            url, "run", MERGE_CONCURRENCY=str(concurrency), **job_settings(PREFIX)
+        )
+        if run.exit_code != 0:
+            raise RuntimeError(f"merge-job run exited {run.exit_code}: {run.stderr[-2000:]}")
+        merged = [e for e in run.named("merge_finished") if e["status"] == "merged"]
+        intervals = merge_intervals(url, [e["task_id"] for e in merged if e.get("task_id")])
+        started = run.named("merge_started")
+        phase = common.event_time(run.named("merge_finished")[-1]) - common.event_time(started[0])
+        server = sum(end - start for spans in intervals.values() for start, end in spans)
+    finally:
+        data.delete_indices(url, PREFIX)
+    return {
+        "concurrency": concurrency,
+        "indices": len(names),
+        "shards_per_node": spread,
+        "merged": len(merged),
+        "wall_s": round(run.wall_s, 3),
+        "merge_phase_s": round(phase, 3),
+        "server_merge_s_sum": round(server, 3),
+        "overlaps_on_a_node": overlaps(intervals),
+    }
+
+
+@contextlib.contextmanager
+def cluster_urls(urls: str | None, image: str) -> Iterator[list[str]]:
+    if urls:
+        yield [u.strip().rstrip("/") for u in urls.split(",")]
+        return
+    with cluster.three_nodes(image) as started:
+        yield started
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = common.base_parser(__doc__ or "")
+    parser.add_argument("--urls", help="use this running cluster (comma-separated node URLs)")
+    parser.add_argument("--indices", type=int, default=6)
+    parser.add_argument("--segments", type=int, default=10, help="segments per index")
+    parser.add_argument("--docs", type=int, default=50000, help="documents per segment")
+    args = parser.parse_args(argv)
+    names = data.index_names(args.indices, prefix=PREFIX)
+    with cluster_urls(args.urls, args.image) as urls:
+        url = urls[0]
+        nodes = len(requests.get(f"{url}/_cat/nodes", params={"format": "json"}, timeout=60).json())
+        rows = [one_run(url, names, args.segments, args.docs, c) for c in (1, nodes)]
+    sequential = rows[0]
+    for row in rows:
+        row["speedup_wall"] = common.ratio(sequential["wall_s"], row["wall_s"])
+        row["speedup_merge_phase"] = common.ratio(sequential["merge_phase_s"], row["merge_phase_s"])
+    common.print_table(f"Node-aware parallelism, {nodes} nodes: sequential vs parallel", rows)
+    path = common.write_results(
+        "nodes",
+        rows,
+        {
+            "nodes": nodes,
+            "settings": job_settings(PREFIX),
+            "targets": {"speedup_min": TARGET_SPEEDUP},
+        },
+        args.results_dir,
+    )
+    print(f"\nresults: {path}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

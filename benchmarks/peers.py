@@ -1,0 +1,251 @@
+"""Peers on the same selection, same cluster, same run: merge-job, Curator, a curl loop.
+
+    python -m benchmarks.peers [--plan-indices 1000] [--run-indices 20] [--url ...]
+
+Selection: daily indices `peer-YYYY.MM.DD`, all older than a day, all with several
+segments, so every tool should merge every one of them.
+
+1. Planning (dry run) on --plan-indices indices: requests each tool sends before it
+   would merge anything. merge-job: `plan`; Curator: `--dry-run`; the curl loop: its
+   one listing request.
+2. Real run on --run-indices indices, made afresh for each tool: requests, wall time,
+   and whether (and when) every index was merged. Blocking tools have merged everything
+   when they exit, so time-to-all-merged is their wall time. Then each tool runs again on
+   the merged indices: what a nightly run costs when there is nothing left to do.
+
+Every tool talks to the node through the recording proxy. Curator runs from its own venv
+(curator-opensearch from PyPI, never a dependency of the project).
+OpenSearch ISM is reported as not measured when its plugin image is absent (see
+scripts/build-bench-images.sh).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from benchmarks import cluster, common, data
+from benchmarks.planning import job_settings
+from tests.support.recording_proxy import RecordedRequest, recording_proxy
+
+PREFIX = "peer-"
+CURATOR_PACKAGE = "curator-opensearch==0.0.13"
+ISM_IMAGE = "merge-job-bench/opensearch-ism:2.19.6"
+TARGET_PLANNING_RATIO = 10.0
+
+# What the loop does before merging: list the indices (its whole "planning").
+NAIVE_LISTING = 'curl -sf "$URL/_cat/indices/$PATTERN?h=index&s=index" >/dev/null'
+NAIVE_LOOP = r"""
+set -eu
+for index in $(curl -sf "$URL/_cat/indices/$PATTERN?h=index&s=index"); do
+  curl -sf -XPOST "$URL/$index/_forcemerge?max_num_segments=1" >/dev/null
+done
+"""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MERGE_JOB_CACHE", Path.home() / ".cache" / "merge-job"))
+
+
+def ensure_curator() -> Path:
+    """The `curator` command of a venv of its own under the cache dir (made once)."""
+    venv = cache_dir() / "curator-venv"
+    curator = venv / "bin" / "curator"
+    if not curator.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "--quiet", CURATOR_PACKAGE], check=True
+        )
+    return curator
+
+
+def curator_files(directory: Path, proxy_url: str) -> tuple[Path, Path]:
+    """curator.yml (client through the proxy) and an action file equivalent to merge-job's
+    settings: prefix, older than a day by the date in the name, not already merged."""
+    host, port = proxy_url.removeprefix("http://").rsplit(":", 1)
+    config = directory / "curator.yml"
+    config.write_text(
+        textwrap.dedent(
+            f"""\
+            client:
+              hosts: ["{host}"]
+              port: {port}
+              timeout: 21600
+            logging:
+              loglevel: INFO
+            """
+        )
+    )
+    action = directory / "action.yml"
+    action.write_text(
+        textwrap.dedent(
+            f"""\
+            actions:
+              1:
+                action: forcemerge
+                description: merge daily indices older than a day to one segment
+                options:
+                  max_num_segments: 1
+                  delay: 0
+                  ignore_empty_list: True
+                  continue_if_exception: False
+                filters:
+                - filtertype: pattern
+                  kind: prefix
+                  value: {PREFIX}
+                - filtertype: age
+                  source: name
+                  direction: older
+                  timestring: '%Y.%m.%d'
+                  unit: days
+                  unit_count: 1
+                - filtertype: forcemerged
+                  max_num_segments: 1
+                  exclude: True
+            """
+        )
+    )
+    return config, action
+
+
+def run_tool(tool: str, url: str, *, dry: bool) -> tuple[common.Measured, list[RecordedRequest]]:
+    """One tool through a fresh recording proxy."""
+    with recording_proxy(url) as proxy:
+        if tool == "merge-job":
+            command = "plan" if dry else "run"
+            run = common.merge_job(proxy.url, command, "--output", "json", **job_settings(PREFIX))
+        elif tool == "curator":
+            with tempfile.TemporaryDirectory() as tmp:
+                config, action = curator_files(Path(tmp), proxy.url)
+                argv = [str(ensure_curator()), "--config", str(config)]
+                run = common.run_measured([*argv, *(["--dry-run"] if dry else []), str(action)])
+        elif tool == "curl loop":
+            env = {**os.environ, "URL": proxy.url, "PATTERN": f"{PREFIX}*"}
+            run = common.run_measured(["bash", "-c", NAIVE_LISTING if dry else NAIVE_LOOP], env)
+        else:
+            raise ValueError(tool)
+        recorded = list(proxy.requests)
+    if run.exit_code != 0:
+        raise RuntimeError(f"{tool} exited {run.exit_code}: {run.stderr[-2000:]}")
+    return run, recorded
+
+
+def merges_sent(recorded: list[RecordedRequest]) -> int:
+    return sum(1 for r in recorded if r.method == "POST" and r.path.endswith("/_forcemerge"))
+
+
+TOOLS = ("merge-job", "curator", "curl loop")
+
+
+def planning_rows(url: str, count: int) -> list[dict[str, Any]]:
+    names = data.index_names(count, prefix=PREFIX)
+    data.make_indices(url, names, segments=2, docs_per_segment=3, prefix=PREFIX)
+    rows: list[dict[str, Any]] = []
+    try:
+        for tool in TOOLS:
+            run, recorded = run_tool(tool, url, dry=True)
+            rows.append(
+                {
+                    "tool": tool,
+                    "indices": count,
+                    "planning_requests": len(recorded),
+                    "dry_run_wall_s": round(run.wall_s, 3),
+                    "peak_rss_mb": round(run.max_rss_mb, 1),
+                }
+            )
+    finally:
+        data.delete_indices(url, PREFIX)
+    base = rows[0]
+    for row in rows:
+        row["requests_vs_merge_job"] = common.ratio(
+            row["planning_requests"], base["planning_requests"]
+        )
+        row["wall_vs_merge_job"] = common.ratio(row["dry_run_wall_s"], base["dry_run_wall_s"])
+    return rows
+
+
+def run_rows(url: str, count: int, segments: int, docs: int) -> list[dict[str, Any]]:
+    names = data.index_names(count, prefix=PREFIX)
+    rows: list[dict[str, Any]] = []
+    for tool in TOOLS:
+        data.make_indices(url, names, segments=segments, docs_per_segment=docs, prefix=PREFIX)
+        try:
+            run, recorded = run_tool(tool, url, dry=False)
+            left = {n: s for n, s in data.segments_per_index(url, PREFIX).items() if s > 1}
+            again, again_recorded = run_tool(tool, url, dry=False)
+        finally:
+            data.delete_indices(url, PREFIX)
+        rows.append(
+            {
+                "tool": tool,
+                "indices": count,
+                "requests": len(recorded),
+                "forcemerge_posts": merges_sent(recorded),
+                "wall_s": round(run.wall_s, 3),
+                "time_to_all_merged_s": None if left else round(run.wall_s, 3),
+                "not_merged": len(left),
+                "rerun_requests": len(again_recorded),
+                "rerun_forcemerge_posts": merges_sent(again_recorded),
+                "rerun_wall_s": round(again.wall_s, 3),
+            }
+        )
+    base = rows[0]
+    for row in rows:
+        row["requests_vs_merge_job"] = common.ratio(row["requests"], base["requests"])
+        row["wall_vs_merge_job"] = common.ratio(row["wall_s"], base["wall_s"])
+    return rows
+
+
+def ism_status() -> str:
+    """Why ISM is not part of this run (the image with its plugins is needed)."""
+    found = subprocess.run(
+        ["docker", "image", "inspect", ISM_IMAGE], capture_output=True, check=False
+    )
+    if found.returncode != 0:
+        return (
+            f"not measured: no image {ISM_IMAGE} (scripts/build-bench-images.sh needs the "
+            "opensearch-index-management plugin zip, which Maven Central does not serve here)"
+        )
+    return f"not measured: image {ISM_IMAGE} present but the ISM run is not implemented"
+
+
+def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    parser = common.base_parser(__doc__ or "")
+    parser.add_argument("--plan-indices", type=int, default=1000)
+    parser.add_argument("--run-indices", type=int, default=20)
+    parser.add_argument("--run-segments", type=int, default=6, help="segments per index")
+    parser.add_argument("--run-docs", type=int, default=2000, help="documents per segment")
+    args = parser.parse_args(argv)
+    ensure_curator()
+    with cluster.node_or_url(args.url, args.image) as url:
+        data.raise_shard_limit(url, per_node=max(5000, args.plan_indices + 500))
+        planning = planning_rows(url, args.plan_indices)
+        runs = run_rows(url, args.run_indices, args.run_segments, args.run_docs)
+    ism = ism_status()
+    common.print_table(f"Planning (dry run), {args.plan_indices} indices", planning)
+    common.print_table(f"Real run, {args.run_indices} indices, then a second run", runs)
+    print(f"\nOpenSearch ISM: {ism}")
+    path = common.write_results(
+        "peers",
+        planning + runs,
+        {
+            "planning": planning,
+            "run": runs,
+            "ism": ism,
+            "curator": CURATOR_PACKAGE,
+            "settings": job_settings(PREFIX),
+            "targets": {"curator_planning_requests_vs_merge_job_min": TARGET_PLANNING_RATIO},
+        },
+        args.results_dir,
+    )
+    print(f"\nresults: {path}")
+    return {"planning": planning, "run": runs}
+
+
+if __name__ == "__main__":
+    main()

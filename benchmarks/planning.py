@@ -1,0 +1,111 @@
+"""Planning at scale: requests, wall time and peak RSS of `merge-job plan` for N indices.
+
+    python -m benchmarks.planning [--sizes 100,1000,3000] [--url http://127.0.0.1:9200]
+
+Indices are made once, in increasing N (the first N of one list of daily indices), each
+with a few segments so every one is planned as a merge. The job talks to the node through
+a recording proxy on loopback, which counts every request it sends.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from benchmarks import cluster, common, data
+from tests.support.recording_proxy import recording_proxy
+
+
+def job_settings(prefix: str = data.PREFIX) -> dict[str, str]:
+    """The selection every benchmark uses: daily indices older than a day, by name."""
+    return {
+        "MERGE_INDEX_PATTERNS": f"{prefix}*",
+        "MERGE_NAME_DATE_FORMAT": "%Y.%m.%d",
+        "MERGE_MIN_AGE": "1d",
+    }
+
+
+TARGET_REQUESTS = 8
+TARGET_PLAN_S_AT_3000 = 2.0
+TARGET_RSS_MB = 150.0
+
+
+def plan_once(url: str) -> dict[str, Any]:
+    """One `merge-job plan --output json` through a recording proxy."""
+    with recording_proxy(url) as proxy:
+        run = common.merge_job(proxy.url, "plan", "--output", "json", **job_settings())
+        requests_sent = len(proxy.requests)
+    if run.exit_code != 0:
+        raise RuntimeError(f"merge-job plan exited {run.exit_code}: {run.stderr[-2000:]}")
+    config = run.named("config")[0]
+    summary = run.named("run_summary")[0]
+    planned = sum(1 for i in run.plan_document()["indices"] if i["decision"] == "merge")
+    return {
+        "requests": requests_sent,
+        "wall_s": run.wall_s,
+        # From the `config` event (settings parsed, logging up) to the summary: the
+        # planning itself, without the interpreter's start-up and imports.
+        "plan_s": common.event_time(summary) - common.event_time(config),
+        "max_rss_mb": run.max_rss_mb,
+        "planned_merges": planned,
+    }
+
+
+def measure(url: str, sizes: list[int], repeats: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    names = data.index_names(max(sizes))
+    data.raise_shard_limit(url, per_node=max(5000, max(sizes) + 500))
+    made = 0
+    for size in sorted(sizes):
+        data.make_indices(url, names[made:size])
+        made = size
+        runs = [plan_once(url) for _ in range(repeats)]
+        rows.append(
+            {
+                "indices": size,
+                "planned_merges": runs[0]["planned_merges"],
+                "requests": max(r["requests"] for r in runs),
+                "plan_wall_s": round(statistics.median(r["wall_s"] for r in runs), 3),
+                "plan_in_process_s": round(statistics.median(r["plan_s"] for r in runs), 3),
+                "peak_rss_mb": round(max(r["max_rss_mb"] for r in runs), 1),
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = common.base_parser(__doc__ or "")
+    parser.add_argument(
+        "--sizes", default="100,1000,3000", help="index counts (default: %(default)s)"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="plan runs per size (median)")
+    parser.add_argument("--keep", action="store_true", help="with --url: keep the indices")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    with cluster.node_or_url(args.url, args.image) as url:
+        try:
+            rows = measure(url, sizes, args.repeats)
+        finally:
+            if args.url and not args.keep:  # a node we started goes with its container
+                data.delete_indices(url)
+    common.print_table("Planning at scale (merge-job plan, median of runs)", rows)
+    path = common.write_results(
+        "planning",
+        rows,
+        {
+            "settings": job_settings(),
+            "repeats": args.repeats,
+            "targets": {
+                "requests_max": TARGET_REQUESTS,
+                "plan_wall_s_at_3000_max": TARGET_PLAN_S_AT_3000,
+                "peak_rss_mb_max": TARGET_RSS_MB,
+            },
+        },
+        args.results_dir,
+    )
+    print(f"\nresults: {path}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
