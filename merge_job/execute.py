@@ -102,6 +102,10 @@ def health_ok(status: str, required: str) -> bool:
     return _HEALTH_RANK.get(status, -1) >= _HEALTH_RANK[required]
 
 
+def _all_started(copies: tuple[ShardCopy, ...]) -> bool:
+    return bool(copies) and all(c.state == STARTED for c in copies)
+
+
 def _maybe_started(err: opensearchpy.TransportError) -> bool:
     """True when a force-merge POST failed in a way that says nothing about the merge."""
     if isinstance(err, opensearchpy.ConnectionError):
@@ -362,12 +366,14 @@ class Executor:
             self.task_ids[outcome.index] = task_id
 
     def _merge_with_task(self, outcome: MergeOutcome, timeout_at: float, resubmitted: bool) -> None:
-        task_id = self._submit_task(outcome, timeout_at)
+        task_id = self._submit_task(outcome, timeout_at, resubmitted)
         if task_id is not None:
             self._set_task(outcome, task_id)
             self._poll_task(outcome, task_id, timeout_at, resubmitted)
 
-    def _submit_task(self, outcome: MergeOutcome, timeout_at: float) -> str | None:
+    def _submit_task(
+        self, outcome: MergeOutcome, timeout_at: float, resubmitted: bool = False
+    ) -> str | None:
         """POST the force-merge as a task; None when `outcome` is already decided."""
         index = outcome.index
         try:
@@ -382,11 +388,11 @@ class Executor:
                 # An older version behind a compatibility flag: use the blocking call.
                 log.info("forcemerge_task_unsupported", index=index, detail=str(err.error))
                 self.async_forcemerge = False
-                self._merge_blocking(outcome, timeout_at)
+                self._merge_blocking(outcome, timeout_at, resubmitted)
             elif _maybe_started(err):
                 # The POST may or may not have arrived: never resend blindly, watch instead.
                 log.warning("merge_connection_lost", index=index, error=str(err)[:300])
-                self._watch(outcome, timeout_at)
+                self._watch(outcome, timeout_at, resubmitted)
             else:
                 outcome.status, outcome.detail = Status.FAILED, f"force-merge rejected: {err}"
             return None
@@ -443,14 +449,18 @@ class Executor:
         log.warning("merge_task_vanished", index=index, task_id=outcome.task_id)
         try:
             copies = self._fresh_copies(index)
+            if self._done(copies) and not self.settings.only_expunge_deletes:
+                outcome.status, outcome.detail = Status.MERGED, "task vanished; segment counts done"
+                return
+            wait = not _all_started(copies) or self._merge_running_for(index)
         except (IndexGoneError, IndexClosedError):
             outcome.status, outcome.detail = Status.GONE, "index deleted or closed during merge"
             return
-        if self._done(copies) and not self.settings.only_expunge_deletes:
-            outcome.status, outcome.detail = Status.MERGED, "task vanished; segment counts done"
-            return
-        if self._merge_running_for(index):
-            self._watch(outcome, timeout_at)
+        except opensearchpy.TransportError as err:  # the node is still coming back
+            log.warning("merge_watch_failed", index=index, error=str(err)[:300])
+            wait = True
+        if wait:  # a merge runs, or the shards are recovering: decide once they are back
+            self._watch(outcome, timeout_at, resubmitted)
             return
         if resubmitted:
             outcome.status = Status.FAILED
@@ -465,7 +475,9 @@ class Executor:
                 return True
         return False
 
-    def _merge_blocking(self, outcome: MergeOutcome, timeout_at: float) -> None:
+    def _merge_blocking(
+        self, outcome: MergeOutcome, timeout_at: float, resubmitted: bool = False
+    ) -> None:
         """Clusters without task-based force-merge: one long request, then watch if cut."""
         index = outcome.index
         self._set_task(outcome, None)
@@ -482,7 +494,7 @@ class Executor:
                 return
             # Load balancers cut long requests (or answer 504); the merge goes on server-side.
             log.warning("merge_connection_lost", index=index, error=str(err)[:300])
-            self._watch(outcome, timeout_at)
+            self._watch(outcome, timeout_at, resubmitted)
             return
         failure = shard_failures(response)
         if failure:
@@ -490,8 +502,14 @@ class Executor:
         else:
             outcome.status = Status.MERGED
 
-    def _watch(self, outcome: MergeOutcome, timeout_at: float) -> None:
-        """Watch segment counts and the task list until merged, stopped or timed out."""
+    def _watch(self, outcome: MergeOutcome, timeout_at: float, resubmitted: bool = False) -> None:
+        """Watch segment counts and the task list until merged, stopped or timed out.
+
+        When every shard copy is started, no force-merge runs for the index and its counts
+        stay above the target for a few checks, the request never took effect (it did not
+        arrive, or the node restarted under it): it is sent once more, which cannot stack
+        a second merge on a running one.
+        """
         index = outcome.index
         delay = self.poll_initial_s
         idle_checks = 0
@@ -510,10 +528,17 @@ class Executor:
             except opensearchpy.TransportError as err:
                 log.warning("merge_watch_failed", index=index, error=str(err)[:300])
                 continue
-            idle_checks = 0 if running else idle_checks + 1
+            # Recovering shards (a restarted node) are not idle: wait for them.
+            idle_checks = 0 if running or not _all_started(copies) else idle_checks + 1
             if idle_checks >= IDLE_CHECKS_BEFORE_GIVING_UP:
                 if self.settings.only_expunge_deletes:
                     outcome.status = Status.MERGED
+                elif not resubmitted:
+                    log.warning("merge_resubmitted", index=index, previous_task_id=outcome.task_id)
+                    if self.async_forcemerge:
+                        self._merge_with_task(outcome, timeout_at, resubmitted=True)
+                    else:
+                        self._merge_blocking(outcome, timeout_at, resubmitted=True)
                 else:
                     outcome.status = Status.FAILED
                     outcome.detail = "no force-merge running and segment counts not reached"

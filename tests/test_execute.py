@@ -255,6 +255,18 @@ def test_watch_gives_up_when_nothing_runs_and_segments_stay() -> None:
     assert statuses(result) == {"a": Status.FAILED}
 
 
+@pytest.mark.parametrize("task", [True, False])
+def test_lost_request_with_nothing_running_is_resubmitted_once(task: bool) -> None:
+    # A 503 from a load balancer, or a node restarted under the request: nothing runs and
+    # the counts stay, so the request never took effect and sending it again is safe.
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    cluster.post_error["a"] = RetryableStatusError(503, "unavailable", None)
+    result, _ = execute(cluster, plan_of("a", task=task))
+    assert statuses(result) == {"a": Status.MERGED}
+    assert len(cluster.posts) == 2
+
+
 def test_index_timeout() -> None:
     cluster = FakeCluster()
     cluster.segments = {"a": 5}
