@@ -1,4 +1,4 @@
-"""OpenSearch nodes for benchmarks: one node, or a 3-node cluster on a user-defined network.
+"""OpenSearch nodes for benchmarks: one node, or a 3-node cluster of three containers.
 
 Containers are started with the docker CLI, published on 127.0.0.1 only, labelled
 `merge-job-bench=<pid>` and removed by the context managers (even on failure).
@@ -30,17 +30,28 @@ def _docker(*args: str) -> str:
 
 
 def _run_node(
-    image: str, name: str, heap: str, settings: Mapping[str, str], network: str | None = None
-) -> str:
+    image: str,
+    name: str,
+    heap: str,
+    settings: Mapping[str, str],
+    network: str | None = None,
+    publish: tuple[int, ...] = (9200,),
+) -> list[str]:
+    """Start one node container; the loopback URLs of its published HTTP ports."""
     argv = ["run", "-d", "--name", name, "--label", f"{LABEL}={os.getpid()}"]
-    argv += ["-p", "127.0.0.1::9200", "-e", f"OPENSEARCH_JAVA_OPTS=-Xms{heap} -Xmx{heap}"]
+    argv += ["-e", f"OPENSEARCH_JAVA_OPTS=-Xms{heap} -Xmx{heap}"]
+    for port in publish:
+        argv += ["-p", f"127.0.0.1::{port}"]
     if network:
-        argv += ["--network", network, "--hostname", name]
+        argv += ["--network", network]
     for key, value in {**DEFAULT_SETTINGS, **settings}.items():
         argv += ["-e", f"{key}={value}"]
     _docker(*argv, image)
-    port = _docker("port", name, "9200/tcp").splitlines()[0].rsplit(":", 1)[1]
-    return f"http://127.0.0.1:{port}"
+    urls = []
+    for port in publish:
+        host_port = _docker("port", name, f"{port}/tcp").splitlines()[0].rsplit(":", 1)[1]
+        urls.append(f"http://127.0.0.1:{host_port}")
+    return urls
 
 
 def wait_green(url: str, nodes: int = 1, timeout: float = 300) -> None:
@@ -75,7 +86,7 @@ def single_node(image: str, heap: str = "1g", **settings: str) -> Iterator[str]:
     """One node; yields its URL on loopback."""
     name = f"mjb-{uuid.uuid4().hex[:8]}"
     try:
-        url = _run_node(image, name, heap, {"discovery.type": "single-node", **settings})
+        [url] = _run_node(image, name, heap, {"discovery.type": "single-node", **settings})
         wait_green(url)
         yield url
     finally:
@@ -84,28 +95,35 @@ def single_node(image: str, heap: str = "1g", **settings: str) -> Iterator[str]:
 
 @contextlib.contextmanager
 def three_nodes(image: str, heap: str = "384m", **settings: str) -> Iterator[list[str]]:
-    """Three cluster-manager-eligible data nodes on their own docker network; yields the
-    URL of each node (all on loopback)."""
+    """Three cluster-manager-eligible data nodes, one container each; yields their URLs.
+
+    The containers share the first one's network namespace and talk over loopback
+    (transport ports 9300-9302, HTTP 9200-9202): a node whose transport is bound to a
+    non-loopback address enforces the production bootstrap checks (vm.max_map_count,
+    65535 file descriptors), which a container on these machines cannot meet.
+    """
     tag = uuid.uuid4().hex[:8]
-    network = f"mjb-net-{tag}"
     names = [f"mjb-{tag}-{i}" for i in range(3)]
     cluster = {
         "cluster.name": f"bench-{tag}",
-        "discovery.seed_hosts": ",".join(names),
+        "transport.host": "127.0.0.1",
+        "discovery.seed_hosts": ",".join(f"127.0.0.1:{9300 + i}" for i in range(3)),
         "cluster.initial_cluster_manager_nodes": ",".join(names),
         **settings,
     }
-    _docker("network", "create", "--label", f"{LABEL}={os.getpid()}", network)
     try:
-        urls = [
-            _run_node(image, name, heap, {**cluster, "node.name": name}, network) for name in names
-        ]
+        urls: list[str] = []
+        for i, name in enumerate(names):
+            node = {**cluster, "node.name": name, "http.port": str(9200 + i)}
+            node["transport.port"] = str(9300 + i)
+            if i == 0:
+                urls = _run_node(image, name, heap, node, publish=(9200, 9201, 9202))
+            else:
+                _run_node(image, name, heap, node, network=f"container:{names[0]}", publish=())
         wait_green(urls[0], nodes=3)
         yield urls
     finally:
-        _remove(*names)
-        with contextlib.suppress(subprocess.CalledProcessError):
-            _docker("network", "rm", network)
+        _remove(*reversed(names))
 
 
 @contextlib.contextmanager

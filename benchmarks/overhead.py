@@ -1,6 +1,6 @@
 """Overhead: a sequential `merge-job run` against the server-side time of its merges.
 
-    python -m benchmarks.overhead [--indices 6] [--segments 10] [--docs 20000] [--url ...]
+    python -m benchmarks.overhead [--indices 4] [--segments 10] [--docs 20000,150000] [--url ...]
 
 The job submits each merge as a task (`wait_for_completion=false`, OpenSearch >= 2.7), so
 OpenSearch stores each finished task in `.tasks`; `GET _tasks/<id>` then gives its
@@ -56,17 +56,21 @@ def measure(url: str, indices: int, segments: int, docs: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = common.base_parser(__doc__ or "")
-    parser.add_argument("--indices", type=int, default=6)
+    parser.add_argument("--indices", type=int, default=4)
     parser.add_argument("--segments", type=int, default=10, help="segments per index")
-    parser.add_argument("--docs", type=int, default=20000, help="documents per segment")
+    parser.add_argument(
+        "--docs",
+        default="20000,150000",
+        help="documents per segment, one row per value (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
+    rows = []
     with cluster.node_or_url(args.url, args.image) as url:
-        try:
-            row = measure(url, args.indices, args.segments, args.docs)
-        finally:
-            if args.url:
+        for docs in (int(d) for d in args.docs.split(",") if d.strip()):
+            try:
+                rows.append(measure(url, args.indices, args.segments, docs))
+            finally:
                 data.delete_indices(url, PREFIX)
-    rows = [row]
     common.print_table("Overhead: sequential run wall time / server-side merge time", rows)
     path = common.write_results(
         "overhead",

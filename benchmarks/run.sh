@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Run one benchmark (or all of them) on this machine, preparing what it needs first:
+# the project's venv, a Docker engine and the local OpenSearch test image.
+#
+#   benchmarks/run.sh planning|overhead|startup|peers|nodes|simulate [args]
+#   benchmarks/run.sh all
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet -e '.[test]'
+fi
+bash scripts/ensure-docker.sh
+bash scripts/build-test-images.sh 2.19.6
+bash scripts/build-bench-images.sh 2.19.6 || true  # ISM image: optional (see docs/benchmarks.md)
+
+name=${1:?usage: benchmarks/run.sh <name>|all [args]}
+shift
+if [ "$name" = all ]; then
+  for each in startup simulate planning overhead peers nodes; do
+    .venv/bin/python -m "benchmarks.$each"
+  done
+else
+  exec .venv/bin/python -m "benchmarks.$name" "$@"
+fi

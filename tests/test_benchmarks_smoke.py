@@ -1,0 +1,94 @@
+"""Smoke runs of every benchmark with tiny sizes, so the benchmarks cannot rot.
+
+No timing is asserted: these only check that each benchmark runs end to end, writes its
+JSON and reports what it should (e.g. a constant planning request count). The full runs
+(`python -m benchmarks.<name>`, see docs/benchmarks.md) are not part of CI.
+
+The 3-node cluster of benchmarks.nodes is not started here (three JVMs would take most
+of CI's two-minute budget for these tests on two cores): its measurement runs against
+the session's single node instead, which exercises everything but the cluster start-up.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import nodes, overhead, peers, planning, simulate, startup
+from tests.conftest import OpenSearchNode
+
+
+def results(directory: Path, name: str) -> dict[str, object]:
+    document: dict[str, object] = json.loads((directory / f"{name}.json").read_text())
+    assert document["machine"]
+    assert document["rows"]
+    return document
+
+
+def test_simulate_smoke(tmp_path: Path) -> None:
+    rows = simulate.main(["--trials", "2", "--results-dir", str(tmp_path)])
+    assert {row["copies"] for row in rows} == {1, 2}
+    # Equal sizes, one copy, spread evenly: every node is kept busy.
+    assert rows[0]["3n"].startswith("3.00x")
+    results(tmp_path, "simulate")
+
+
+def test_scheduling_model_matches_the_executor_rule() -> None:
+    # Copies on nodes (0,1) and (1,2) share node 1: they never run together.
+    assert simulate.makespan([1.0, 1.0, 1.0], [(0, 1), (1, 2), (2,)], concurrency=3) == 2.0
+
+
+def test_startup_smoke(tmp_path: Path) -> None:
+    rows = startup.main(["--runs", "2", "--results-dir", str(tmp_path)])
+    assert [row["measure"] for row in rows][1] == "merge-job --version"
+    document = results(tmp_path, "startup")
+    assert document["heavy_modules_imported_by_version"] == []
+
+
+@pytest.fixture
+def bench_node(cluster: OpenSearchNode) -> OpenSearchNode:
+    if cluster.version_tuple < (2, 7):
+        pytest.skip("the benchmarks measure task-based merges (OpenSearch >= 2.7)")
+    return cluster
+
+
+@pytest.mark.integration
+def test_planning_smoke(bench_node: OpenSearchNode, tmp_path: Path) -> None:
+    argv = ["--url", bench_node.url, "--sizes", "3,6", "--repeats", "1"]
+    rows = planning.main([*argv, "--results-dir", str(tmp_path)])
+    assert [row["planned_merges"] for row in rows] == [3, 6]
+    assert all(row["requests"] <= planning.TARGET_REQUESTS for row in rows)
+    results(tmp_path, "planning")
+
+
+@pytest.mark.integration
+def test_overhead_smoke(bench_node: OpenSearchNode, tmp_path: Path) -> None:
+    argv = ["--url", bench_node.url, "--indices", "2", "--segments", "3", "--docs", "50"]
+    [row] = overhead.main([*argv, "--results-dir", str(tmp_path)])
+    assert row["merged"] == 2
+    assert row["server_merge_s"] > 0
+    results(tmp_path, "overhead")
+
+
+@pytest.mark.integration
+def test_peers_smoke(bench_node: OpenSearchNode, tmp_path: Path) -> None:
+    argv = ["--url", bench_node.url, "--plan-indices", "4", "--run-indices", "2"]
+    argv += ["--run-segments", "3", "--run-docs", "20", "--results-dir", str(tmp_path)]
+    out = peers.main(argv)
+    assert [row["tool"] for row in out["planning"]] == list(peers.TOOLS)
+    assert out["planning"][0]["planning_requests"] <= planning.TARGET_REQUESTS
+    assert all(row["not_merged"] == 0 for row in out["run"])
+    # On the second run there is nothing left to merge: only the curl loop merges again.
+    assert [row["rerun_forcemerge_posts"] for row in out["run"]] == [0, 0, 2]
+    results(tmp_path, "peers")
+
+
+@pytest.mark.integration
+def test_nodes_smoke_on_one_node(bench_node: OpenSearchNode, tmp_path: Path) -> None:
+    argv = ["--urls", bench_node.url, "--indices", "2", "--segments", "3", "--docs", "50"]
+    rows = nodes.main([*argv, "--results-dir", str(tmp_path)])
+    assert [row["overlaps_on_a_node"] for row in rows] == [0, 0]
+    assert all(row["merged"] == 2 for row in rows)
+    results(tmp_path, "nodes")
