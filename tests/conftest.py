@@ -136,7 +136,7 @@ def wait_for_health(client: Any, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            health = client.cluster.health(wait_for_status="yellow", timeout="5s")
+            health = client.cluster.health()
             if health.get("status") in {"yellow", "green"}:
                 return
         except Exception:

@@ -128,9 +128,10 @@ class RecordingProxy:
         self.hooks.append(hook)
 
     def matching(self, method: str, path_re: str) -> list[RecordedRequest]:
-        """Recorded requests with this method whose decoded path matches `path_re`."""
+        """Recorded requests with this method whose decoded path matches `path_re`, in the
+        order they arrived (a delayed request is recorded when it is answered)."""
         with self._lock:
-            recorded = list(self.requests)
+            recorded = sorted(self.requests, key=lambda r: r.at)
         return [r for r in recorded if r.method == method and re.search(path_re, r.decoded_path)]
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
