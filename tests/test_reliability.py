@@ -139,7 +139,9 @@ def test_forcemerge_is_resent_only_when_the_cluster_cannot_have_started_it(
     rejected, lb_504, reset, unavailable = indices(cluster, "post", 4)
     with recording_proxy(cluster.url) as proxy:
         # 429: the cluster refused it, nothing started: resend (after Retry-After).
-        proxy.add_fault("POST", rf"^/{rejected}/_forcemerge$", "status", status=429, retry_after="1")
+        proxy.add_fault(
+            "POST", rf"^/{rejected}/_forcemerge$", "status", status=429, retry_after="1"
+        )
         # The merge ran, but the load balancer answered 504 / the connection dropped.
         proxy.add_fault(
             "POST", rf"^/{lb_504}/_forcemerge$", "status", status=504, after_forward=True
