@@ -16,7 +16,7 @@ import socket
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -59,7 +59,9 @@ def doc_counts(node: OpenSearchNode, names: list[str]) -> dict[str, int]:
     return {name: int(node.client.count(index=name)["count"]) for name in names}
 
 
-def on_first(proxy: RecordingProxy, method: str, path: str, action: object) -> threading.Event:
+def on_first(
+    proxy: RecordingProxy, method: str, path: str, action: Callable[[], object]
+) -> threading.Event:
     """Run `action()` the first time `method path` (decoded) reaches the proxy."""
     fired = threading.Event()
     lock = threading.Lock()
@@ -71,7 +73,7 @@ def on_first(proxy: RecordingProxy, method: str, path: str, action: object) -> t
             if fired.is_set():
                 return
             fired.set()
-        action()  # type: ignore[operator]
+        action()
 
     proxy.on_request(hook)
     return fired
@@ -85,7 +87,7 @@ def test_planning_survives_resets_timeouts_slow_answers_and_retryable_statuses(
 ) -> None:
     once(cluster)
     [index] = indices(cluster, "plan", 1)
-    faulted = {
+    faulted: dict[str, tuple[str, dict[str, object]]] = {
         r"^/_cluster/health$": ("reset", {}),
         r"^/_cluster/state/metadata$": ("delay", {"delay_s": 3.0}),  # > request timeout
         r"^/_alias$": ("status", {"status": 503, "retry_after": "1"}),
@@ -98,7 +100,7 @@ def test_planning_survives_resets_timeouts_slow_answers_and_retryable_statuses(
         for path_re, (action, options) in faulted.items():
             proxy.add_fault("GET", path_re, action, **options)
         started = time.monotonic()
-        run = run_job(proxy.url, "run", MERGE_REQUEST_TIMEOUT="2s", **SELECT)
+        run = run_job(proxy.url, "run", MERGE_REQUEST_TIMEOUT="2s", extra_env=SELECT)
         elapsed = time.monotonic() - started
 
     assert run.exit_code == 0, run.stderr
@@ -118,7 +120,7 @@ def test_retries_stop_after_five_attempts_with_jittered_backoff(cluster: OpenSea
     with recording_proxy(cluster.url) as proxy:
         proxy.add_fault("GET", r"^/_cluster/health$", "status", status=503, times=1000)
         started = time.monotonic()
-        run = run_job(proxy.url, "plan", **SELECT)
+        run = run_job(proxy.url, "plan", extra_env=SELECT)
         elapsed = time.monotonic() - started
 
     assert run.exit_code == 3, run.stderr
@@ -150,7 +152,7 @@ def test_forcemerge_is_resent_only_when_the_cluster_cannot_have_started_it(
         # 503 before reaching the cluster: the job cannot know; it must find no merge
         # running and the segments not reached before it sends the request again.
         proxy.add_fault("POST", rf"^/{unavailable}/_forcemerge$", "status", status=503)
-        run = run_job(proxy.url, "run", **SELECT)
+        run = run_job(proxy.url, "run", extra_env=SELECT)
 
     assert run.exit_code == 0, run.stderr
     assert run.merged() == {rejected, lb_504, reset, unavailable}
@@ -173,8 +175,12 @@ def test_node_restarted_mid_merge_job_decides_from_segments_and_finishes(
     docs_before = doc_counts(cluster, [lost, cut])
     restarter: list[threading.Thread] = []
 
+    def restart_after_a_moment() -> None:
+        time.sleep(0.2)
+        cluster.restart()
+
     def restart_soon() -> None:  # while the second merge runs (or has just finished)
-        thread = threading.Thread(target=lambda: (time.sleep(0.2), cluster.restart()))
+        thread = threading.Thread(target=restart_after_a_moment)
         thread.start()
         restarter.append(thread)
 
@@ -186,7 +192,12 @@ def test_node_restarted_mid_merge_job_decides_from_segments_and_finishes(
         on_first(proxy, "POST", f"/{cut}/_forcemerge", restart_soon)
         try:
             run = run_job(
-                proxy.url, "run", MERGE_REQUEST_TIMEOUT="10s", **SELECT, timeout=400, audit=False
+                proxy.url,
+                "run",
+                MERGE_REQUEST_TIMEOUT="10s",
+                extra_env=SELECT,
+                timeout=400,
+                audit=False,
             )
         finally:
             for thread in restarter:  # the second restart may outlast the run
@@ -217,10 +228,10 @@ def test_job_killed_mid_run_then_rerun_completes_without_remerging(
     with recording_proxy(cluster.url) as proxy:
         on_first(proxy, "POST", f"/{second}/_forcemerge", kill)
         proxy.add_fault("POST", rf"^/{second}/_forcemerge$", "reset")  # dies with the pod
-        job.append(start_job(proxy.url, "run", **SELECT))
+        job.append(start_job(proxy.url, "run", extra_env=SELECT))
         killed = job[0].wait(timeout=120)
         proxy.clear()
-        rerun = run_job(proxy.url, "run", **SELECT)
+        rerun = run_job(proxy.url, "run", extra_env=SELECT)
 
     assert killed.exit_code == -signal.SIGKILL
     assert killed.merged() == {first}
@@ -243,7 +254,7 @@ def test_sigterm_mid_run_starts_no_new_merge_and_exits_4_within_seconds(
 
     with recording_proxy(cluster.url) as proxy:
         on_first(proxy, "POST", f"/{first}/_forcemerge", terminate)
-        job.append(start_job(proxy.url, "run", **SELECT))
+        job.append(start_job(proxy.url, "run", extra_env=SELECT))
         result = job[0].wait(timeout=120)
         ended = time.monotonic()
 
@@ -264,7 +275,7 @@ def test_deadline_mid_run_stops_new_merges_and_says_what_is_left(cluster: OpenSe
         # The first force-merge takes longer than the whole deadline.
         proxy.add_fault("POST", rf"^/{first}/_forcemerge$", "delay", delay_s=4.0)
         started = time.monotonic()
-        run = run_job(proxy.url, "run", MERGE_DEADLINE="2s", **SELECT)
+        run = run_job(proxy.url, "run", MERGE_DEADLINE="2s", extra_env=SELECT)
         elapsed = time.monotonic() - started
         _wait_until(lambda: bool(forcemerges(proxy, first)), 15)  # let the late POST land
 
@@ -278,9 +289,9 @@ def test_deadline_mid_run_stops_new_merges_and_says_what_is_left(cluster: OpenSe
     assert forcemerges(proxy, second) == forcemerges(proxy, third) == []
 
 
-def _wait_until(condition: object, timeout_s: float) -> None:
+def _wait_until(condition: Callable[[], bool], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
+    while not condition() and time.monotonic() < deadline:
         time.sleep(0.1)
 
 
@@ -298,7 +309,7 @@ def test_index_deleted_closed_or_failing_mid_run_never_stops_the_others(
     with recording_proxy(cluster.url) as proxy:
         on_first(proxy, "POST", f"/{first}/_forcemerge", delete_and_close)
         proxy.add_fault("POST", rf"^/{failing}/_forcemerge$", "status", status=400)
-        run = run_job(proxy.url, "run", **SELECT)
+        run = run_job(proxy.url, "run", extra_env=SELECT)
 
     assert run.exit_code == 1, run.stderr
     assert run.merged() == {first, last}
@@ -333,7 +344,7 @@ def test_health_red_at_start_or_mid_run_starts_no_new_merge(cluster: OpenSearchN
 
     _make_red(cluster, "red-at-start")
     with recording_proxy(cluster.url) as proxy:
-        at_start = run_job(proxy.url, "run", **SELECT)
+        at_start = run_job(proxy.url, "run", extra_env=SELECT)
         assert proxy.matching("POST", ".") == []
     assert at_start.exit_code == 3, at_start.stderr
     assert at_start.summary["reason"] == "health_gate"
@@ -343,7 +354,7 @@ def test_health_red_at_start_or_mid_run_starts_no_new_merge(cluster: OpenSearchN
 
     with recording_proxy(cluster.url) as proxy:
         on_first(proxy, "POST", f"/{first}/_forcemerge", lambda: _make_red(cluster, "red-later"))
-        mid_run = run_job(proxy.url, "run", **SELECT)
+        mid_run = run_job(proxy.url, "run", extra_env=SELECT)
     assert mid_run.exit_code == 3, mid_run.stderr
     assert mid_run.summary["reason"] == "health_gate"
     assert mid_run.summary["not_started"] == [second]
