@@ -5,8 +5,10 @@
 Starts three OpenSearch containers (small heaps) on a user-defined docker network, makes
 single-shard indices (no replicas; the balancer spreads them evenly over the nodes), and
 runs `merge-job run` twice on identical data: once sequential, once with
-MERGE_CONCURRENCY=3. From the tasks API (every merge is a stored task with its node, start
-time and running time) it checks that no two merges ever overlapped on one node.
+MERGE_CONCURRENCY=3. From the job's own events (merge_started / merge_finished per index,
+and the nodes of its shard copies) it checks that no two merges were ever outstanding on
+one node at once. (The stored task of a merge names the node that coordinated it, not the
+nodes that merged, so the tasks API gives the merge times but not the placement.)
 With --urls it uses a running cluster instead (comma-separated node URLs).
 """
 
@@ -27,13 +29,24 @@ PREFIX = "node-"
 TARGET_SPEEDUP = 1.7
 
 
-def merge_intervals(url: str, task_ids: list[str]) -> dict[str, list[tuple[float, float]]]:
-    """Per node, the (start, end) seconds of each stored merge task."""
-    per_node: dict[str, list[tuple[float, float]]] = defaultdict(list)
+def server_seconds(url: str, task_ids: list[str]) -> float:
+    """Sum of the stored merge tasks' running times."""
+    total = 0.0
     for task_id in task_ids:
         task = requests.get(f"{url}/_tasks/{task_id}", timeout=60).json()["task"]
-        start = task["start_time_in_millis"] / 1000
-        per_node[task["node"]].append((start, start + task["running_time_in_nanos"] / 1e9))
+        total += task["running_time_in_nanos"] / 1e9
+    return total
+
+
+def merge_intervals(run: common.Measured) -> dict[str, list[tuple[float, float]]]:
+    """Per node, the (start, end) of every merge the job had outstanding on it, from its
+    events: copies are labelled `<shard>/<p|r>/<node id>`."""
+    finished = {e["index"]: common.event_time(e) for e in run.named("merge_finished")}
+    per_node: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for event in run.named("merge_started"):
+        span = (common.event_time(event), finished[event["index"]])
+        for node in {label.split("/")[2] for label in event["segments_before"]}:
+            per_node[node].append(span)
     return dict(per_node)
 
 
@@ -64,10 +77,10 @@ def one_run(
         if run.exit_code != 0:
             raise RuntimeError(f"merge-job run exited {run.exit_code}: {run.stderr[-2000:]}")
         merged = [e for e in run.named("merge_finished") if e["status"] == "merged"]
-        intervals = merge_intervals(url, [e["task_id"] for e in merged if e.get("task_id")])
+        intervals = merge_intervals(run)
         started = run.named("merge_started")
         phase = common.event_time(run.named("merge_finished")[-1]) - common.event_time(started[0])
-        server = sum(end - start for spans in intervals.values() for start, end in spans)
+        server = server_seconds(url, [e["task_id"] for e in merged if e.get("task_id")])
     finally:
         data.delete_indices(url, PREFIX)
     return {
@@ -78,6 +91,7 @@ def one_run(
         "wall_s": round(run.wall_s, 3),
         "merge_phase_s": round(phase, 3),
         "server_merge_s_sum": round(server, 3),
+        "nodes_used": len(intervals),
         "overlaps_on_a_node": overlaps(intervals),
     }
 
