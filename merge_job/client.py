@@ -29,6 +29,7 @@ from tenacity import (
 )
 
 from merge_job.config import Settings
+from merge_job.errors import CredentialsRefusedError, refused_message, service_message
 from merge_job.snapshot import (
     ClusterSnapshot,
     ShardCopy,
@@ -210,8 +211,13 @@ class ClusterClient:
         max_attempts: int = MAX_ATTEMPTS,
         max_retry_seconds: float = MAX_RETRY_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
+        endpoint: str = "",
+        sigv4: bool = False,
     ) -> None:
         self.client = client
+        # Only to say what to check when the cluster refuses our credentials.
+        self.endpoint = endpoint
+        self.sigv4 = sigv4
         self._max_attempts = max_attempts
         self._max_retry_seconds = max_retry_seconds
         self._sleep = sleep
@@ -226,11 +232,32 @@ class ClusterClient:
             reraise=True,
         )
 
+    def _request(
+        self,
+        retry_on: Callable[[BaseException], bool],
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """One request with bounded retries where `retry_on` allows them.
+
+        Raises CredentialsRefusedError (exit 3) on 401/403, wherever in the run it comes:
+        refused credentials do not get better by polling; other opensearchpy errors as is.
+        """
+        try:
+            return self._retrying(retry_on)(
+                self.client.transport.perform_request, method, path, params=dict(params or {})
+            )
+        except (opensearchpy.AuthenticationException, opensearchpy.AuthorizationException) as err:
+            raise CredentialsRefusedError(
+                refused_message(
+                    self.endpoint, err.status_code, service_message(err.info), sigv4=self.sigv4
+                )
+            ) from None
+
     def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         """GET with bounded retries; raises opensearchpy errors when retries run out."""
-        return self._retrying(_is_retryable)(
-            self.client.transport.perform_request, "GET", path, params=dict(params or {})
-        )
+        return self._request(_is_retryable, "GET", path, params)
 
     # -- planning --------------------------------------------------------------
 
@@ -275,9 +302,7 @@ class ClusterClient:
         changes no data, only what searches (and segment stats) see.
         """
         try:
-            self._retrying(_is_retryable)(
-                self.client.transport.perform_request, "POST", index_path(index, "_refresh")
-            )
+            self._request(_is_retryable, "POST", index_path(index, "_refresh"))
         except opensearchpy.NotFoundError:
             raise IndexGoneError(index) from None
 
@@ -292,12 +317,7 @@ class ClusterClient:
         def rejected(err: BaseException) -> bool:
             return isinstance(err, RetryableStatusError) and err.status_code == 429
 
-        return self._retrying(rejected)(
-            self.client.transport.perform_request,
-            "POST",
-            index_path(index, "_forcemerge"),
-            params=query,
-        )
+        return self._request(rejected, "POST", index_path(index, "_forcemerge"), query)
 
     def task(self, task_id: str, wait_s: float = 0.0) -> TaskStatus | None:
         """The task's status, or None when it is unknown (404: node restarted, not stored).

@@ -37,6 +37,10 @@ class CredentialsError(UnreachableError):
     """No AWS credentials could be found for SigV4 signing."""
 
 
+class CredentialsRefusedError(UnreachableError):
+    """The cluster answered 401/403: signature, region, clock or permissions are wrong."""
+
+
 class GateError(UnreachableError):
     """A start gate (cluster health) is not met; nothing was merged."""
 

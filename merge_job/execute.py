@@ -27,7 +27,7 @@ from merge_job.client import (
     shard_failures,
 )
 from merge_job.config import Settings
-from merge_job.errors import ExitCode
+from merge_job.errors import CredentialsRefusedError, ExitCode
 from merge_job.plan import IndexPlan, Plan, SkipReason, matches
 from merge_job.snapshot import STARTED, ShardCopy
 
@@ -56,6 +56,7 @@ class StopReason(enum.StrEnum):
     DEADLINE = "deadline"
     SIGTERM = "sigterm"
     HEALTH = "health_gate"
+    CREDENTIALS_REFUSED = "credentials_refused"
 
 
 @dataclass
@@ -87,7 +88,7 @@ class RunResult:
         if self.count(Status.FAILED, Status.TIMED_OUT):
             return ExitCode.MERGE_FAILED
         work_left = bool(self.not_started or self.still_running)
-        if self.stop_reason is StopReason.HEALTH and work_left:
+        if self.stop_reason in (StopReason.HEALTH, StopReason.CREDENTIALS_REFUSED) and work_left:
             return ExitCode.UNREACHABLE
         if self.stop_reason is not None and work_left:
             return ExitCode.INTERRUPTED
@@ -254,6 +255,12 @@ class Executor:
             outcome = self.merge_index(item)
         except _Stopped:
             return  # reported by run() as still running
+        except CredentialsRefusedError as err:
+            # Polling cannot fix refused credentials: stop starting merges, report this one
+            # as left running (it may well be merging server-side) and end with exit 3.
+            log.error("credentials_refused", index=item.index, error=str(err))
+            self.request_stop(StopReason.CREDENTIALS_REFUSED)
+            return
         except Exception as err:  # a bug or an unexpected API answer fails this index only
             log.exception("merge_error", index=item.index)
             outcome = MergeOutcome(item.index, Status.FAILED, detail=f"unexpected error: {err}")

@@ -13,7 +13,7 @@ import structlog
 from merge_job.auth import build_auth
 from merge_job.client import ClusterClient, build_client
 from merge_job.config import AuthMode, Settings
-from merge_job.errors import ExitCode, UnreachableError, refused_message, service_message
+from merge_job.errors import ExitCode, UnreachableError
 from merge_job.execute import Executor, health_ok
 from merge_job.plan import Plan, build_plan
 from merge_job.report import plan_json, plan_table, run_summary
@@ -23,22 +23,17 @@ log = structlog.get_logger("merge_job")
 
 def connect(settings: Settings) -> ClusterClient:
     """The cluster adapter; raises CredentialsError (exit 3) when SigV4 has no credentials."""
-    return ClusterClient(build_client(settings, build_auth(settings)))
+    return ClusterClient(
+        build_client(settings, build_auth(settings)),
+        endpoint=settings.endpoint,
+        sigv4=settings.auth is AuthMode.SIGV4,
+    )
 
 
 def read_plan(cluster: ClusterClient, settings: Settings, now: dt.datetime) -> Plan:
     """Read the snapshot (fixed number of requests) and plan. Raises UnreachableError."""
     try:
         snapshot = cluster.snapshot()
-    except (opensearchpy.AuthenticationException, opensearchpy.AuthorizationException) as err:
-        raise UnreachableError(
-            refused_message(
-                settings.endpoint,
-                err.status_code,
-                service_message(err.info),
-                sigv4=settings.auth is AuthMode.SIGV4,
-            )
-        ) from None
     except opensearchpy.SSLError as err:
         raise UnreachableError(
             f"TLS failure talking to {settings.endpoint}: {err}; check MERGE_CA_BUNDLE "

@@ -64,7 +64,11 @@ def replay(monkeypatch: pytest.MonkeyPatch, transport: ReplayTransport) -> Repla
     monkeypatch.setattr(
         job,
         "connect",
-        lambda settings: ClusterClient(FakeOpenSearch(transport), sleep=lambda s: None),  # type: ignore[arg-type]
+        lambda settings: ClusterClient(
+            FakeOpenSearch(transport),  # type: ignore[arg-type]
+            sleep=lambda s: None,
+            endpoint=settings.endpoint,
+        ),
     )
     return transport
 

@@ -21,7 +21,7 @@ from merge_job.client import (
     TaskStatus,
 )
 from merge_job.config import Settings
-from merge_job.errors import ExitCode
+from merge_job.errors import CredentialsRefusedError, ExitCode
 from merge_job.execute import Executor, RunResult, Status, StopReason
 from merge_job.plan import Decision, IndexPlan, Plan
 from merge_job.snapshot import ShardCopy
@@ -313,6 +313,21 @@ def test_sigterm_leaves_running_merges_running_and_exits_4() -> None:
     assert result.exit_code is ExitCode.INTERRUPTED
 
 
+def test_credentials_refused_mid_run_stop_new_merges_with_exit_3() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5, "b": 5}
+
+    def refused(task_id: str, wait_s: float = 0.0) -> TaskStatus | None:
+        raise CredentialsRefusedError("http://127.0.0.1:9 refused our request (HTTP 403)")
+
+    cluster.task = refused  # type: ignore[method-assign]
+    result, _ = execute(cluster, plan_of("a", "b"))
+    assert [index for index, _ in cluster.posts] == ["a"]  # b never started
+    assert result.stop_reason is StopReason.CREDENTIALS_REFUSED
+    assert result.not_started == ["b"]
+    assert result.exit_code is ExitCode.UNREACHABLE
+
+
 def test_health_gate_mid_run_stops_new_merges_with_exit_3() -> None:
     cluster = FakeCluster()
     cluster.segments = {"a": 5, "b": 5}
@@ -419,13 +434,17 @@ def test_get_gives_up_after_bounded_attempts() -> None:
     assert len(transport.calls) == 5
 
 
-def test_client_errors_and_tls_errors_are_not_retried() -> None:
-    for error in (
-        opensearchpy.AuthorizationException(403, "security_exception", {}),
-        opensearchpy.SSLError("N/A", "certificate verify failed", None),
+def test_refusals_and_tls_errors_are_not_retried() -> None:
+    for error, raised in (
+        (
+            opensearchpy.AuthorizationException(403, "security_exception", {}),
+            CredentialsRefusedError,
+        ),
+        (opensearchpy.AuthenticationException(401, "unauthorized", {}), CredentialsRefusedError),
+        (opensearchpy.SSLError("N/A", "certificate verify failed", None), opensearchpy.SSLError),
     ):
         cluster, transport = adapter([error], [])
-        with pytest.raises(type(error)):
+        with pytest.raises(raised):
             cluster.health()
         assert len(transport.calls) == 1
 

@@ -130,13 +130,6 @@ def test_credentials_expiring_during_a_run_are_refreshed_and_frozen_ones_fail(
         assert len(sts.web_identity_calls()) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="merge_job.execute treats a 401/403 during the run (task poll, stats) like a "
-    "transient error and polls until MERGE_INDEX_TIMEOUT (6h by default); refused "
-    "credentials (here: the role's sessions revoked after the force-merge POST) should end "
-    "the run with exit 3 (contract: cannot authenticate)",
-)
 def test_credentials_refused_in_the_middle_of_a_run_end_it_with_exit_3(
     cluster: OpenSearchNode, sts: IrsaSts, pod: PodEnvironment
 ) -> None:
