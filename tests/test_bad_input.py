@@ -1,0 +1,287 @@
+"""Bad input is refused before any request; odd index names never widen the selection.
+
+Property-based (hypothesis): for every setting in `merge_job.config.OPTIONS`, values of
+the wrong shape, given as an environment variable or as a flag, end the run with exit 2,
+a `config_error` naming the setting (env name and flag) and its accepted form, and no
+connection to the listener standing in for the cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import string
+import urllib.parse
+from collections.abc import Iterator
+from unittest import mock
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from merge_job.cli import main
+from merge_job.client import index_path
+from merge_job.config import OPTIONS, Option
+from tests.conftest import OpenSearchNode
+from tests.factories import plain_index, segment_counts
+from tests.support.job import _JOB_ENV_PREFIXES, run_job
+from tests.support.recording_proxy import RecordingProxy, recording_proxy
+
+# Characters an environment variable can hold (no NUL, no lone surrogates).
+_ENV_TEXT = st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")
+_LETTERS = st.text(string.ascii_letters, min_size=1, max_size=12)
+
+
+def _not_in(*accepted: str) -> st.SearchStrategy[str]:
+    return st.one_of(_LETTERS, st.text(_ENV_TEXT, min_size=1, max_size=12)).filter(
+        lambda v: v.strip() != "" and v.strip().lower() not in accepted
+    )
+
+
+_NEGATIVE = st.integers(-(10**9), -1).map(str)
+_NON_NUMBER = st.text(string.ascii_letters + "_/!", min_size=1, max_size=10)
+_DURATION = st.one_of(
+    st.tuples(_NEGATIVE, st.sampled_from(["", "s", "m", "h", "d", "w"])).map("".join),
+    _NON_NUMBER,
+    st.sampled_from(["1x", "5 fortnights", "1d-3h", "--1h", "1e999d", "P1D"]),
+)
+_POSITIVE_DURATION = st.one_of(_DURATION, st.sampled_from(["0", "0s", "0m", "0d"]))
+_INT_AT_LEAST_ONE = st.one_of(
+    st.integers(-(10**6), 0).map(str),
+    st.floats(0.01, 100, allow_nan=False).filter(lambda f: not f.is_integer()).map(str),
+    _NON_NUMBER,
+)
+_BAD_FLOAT = st.one_of(_NON_NUMBER, st.sampled_from(["nan", "NaN", "1,5", "0x"]))
+_FORBIDDEN = '\\/"<>|, #:'
+_PATTERN_PART = st.text(string.ascii_lowercase + string.digits + "-*?", min_size=1, max_size=8)
+_BAD_PATTERNS = st.one_of(
+    # A forbidden character inside a pattern (spaces around a pattern are trimmed).
+    st.tuples(
+        _PATTERN_PART.filter(lambda p: not p.startswith("-")),
+        st.sampled_from(sorted(set(_FORBIDDEN) - {","})),
+        _PATTERN_PART,
+    ).map("".join),
+    _PATTERN_PART.map(lambda p: "-" + p),  # `-logs*` would be an exclusion in OpenSearch
+)
+_BAD_DATE_FORMAT = st.one_of(
+    st.sampled_from(["%m.%d", "%d", "%H%M", "%Y.%m.%d%", "%Y.%m.%m", "%G.%m", "%Y%q", "%s"]),
+    st.sampled_from("abcefghiklnopqrstuvwxz").map(lambda d: f"%Y.%{d}"),
+)
+_BAD_REGION = st.one_of(
+    st.sampled_from(["AP-NORTHEAST-1", "ap_northeast_1", "apnortheast1", "ap-northeast", "1"]),
+    _LETTERS.filter(lambda v: "-" not in v),
+)
+
+
+def _bad_endpoints(listener: str) -> st.SearchStrategy[str]:
+    """Wrong-shaped endpoints that still name the listener: they must not reach it."""
+    host_port = listener.split("//", 1)[1]
+    return st.one_of(
+        st.sampled_from(["ftp", "ws", "file", "gopher", "h2"]).map(lambda s: f"{s}://{host_port}"),
+        st.text(string.ascii_lowercase + "/_", min_size=1, max_size=10).map(
+            lambda p: f"http://{host_port}/{p}"
+        ),
+        st.sampled_from(["?pretty", "#x", "?a=b"]).map(lambda q: f"http://{host_port}{q}"),
+        st.sampled_from(["u:p@", "admin@", ":secret@"]).map(lambda u: f"http://{u}{host_port}"),
+        st.sampled_from(["99999", "-1", "abc", "65536"]).map(lambda p: f"http://127.0.0.1:{p}"),
+    )
+
+
+STRATEGIES: dict[str, st.SearchStrategy[str]] = {
+    "index_patterns": _BAD_PATTERNS,
+    "exclude_patterns": _BAD_PATTERNS,
+    "min_age": _DURATION,
+    "name_date_format": _BAD_DATE_FORMAT,
+    "max_num_segments": _INT_AT_LEAST_ONE,
+    "only_expunge_deletes": _not_in("true", "false", "1", "0", "yes", "no"),
+    "min_deleted_ratio": st.one_of(
+        _BAD_FLOAT,
+        st.floats(1.0001, 1e9).map(str),
+        st.floats(-1e9, -0.0001).map(str),
+        st.sampled_from(["inf", "-inf"]),
+    ),
+    "deadline": _POSITIVE_DURATION,
+    "index_timeout": _POSITIVE_DURATION,
+    "require_health": _not_in("green", "yellow"),
+    "dry_run": _not_in("true", "false", "1", "0", "yes", "no"),
+    "concurrency": _INT_AT_LEAST_ONE,
+    "disk_headroom": st.one_of(_BAD_FLOAT, st.floats(-1e9, -0.0001).map(str)),
+    "auth": _not_in("auto", "sigv4", "basic", "none"),
+    "region": _BAD_REGION,
+    "ca_bundle": st.text(string.ascii_letters, min_size=1, max_size=10).map(
+        lambda n: f"/nonexistent-merge-job/{n}.pem"
+    ),
+    "verify_tls": _not_in("true", "false", "1", "0", "yes", "no"),
+    "request_timeout": _POSITIVE_DURATION,
+    "log_format": _not_in("auto", "json", "console"),
+    "log_level": _not_in("debug", "info", "warning", "error"),
+}
+# Free text: any value is accepted (credentials are checked by the cluster, not here).
+FREE_TEXT = {"basic_auth_user", "basic_auth_password"}
+OPTIONS_BY_DEST = {option.dest: option for option in OPTIONS}
+
+
+def test_every_setting_has_an_invalid_value_strategy() -> None:
+    """A new setting must come with bad values to try."""
+    assert set(OPTIONS_BY_DEST) == set(STRATEGIES) | FREE_TEXT | {"endpoint"}
+
+
+@pytest.fixture(scope="module")
+def listener() -> Iterator[RecordingProxy]:
+    """Stands in for the cluster; counts every connection made to it."""
+    with recording_proxy("http://127.0.0.1:9") as proxy:
+        yield proxy
+
+
+def _run_main(argv: list[str], env: dict[str, str]) -> tuple[int, list[dict[str, object]]]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(_JOB_ENV_PREFIXES)}
+    stderr = io.StringIO()
+    with (
+        mock.patch.dict(os.environ, {**base, "LOG_FORMAT": "json", **env}, clear=True),
+        contextlib.redirect_stderr(stderr),
+        contextlib.redirect_stdout(io.StringIO()),
+    ):
+        code = main(argv)
+    events = [json.loads(line) for line in stderr.getvalue().splitlines() if line.startswith("{")]
+    return code, events
+
+
+def _assert_refused(
+    option: Option, value: str, code: int, events: list[dict[str, object]], listener: RecordingProxy
+) -> None:
+    assert code == 2, (option.dest, value, events)
+    [error] = [e for e in events if e.get("event") == "config_error"]
+    message = str(error["error"])
+    assert option.env is not None and option.env in message, message
+    assert option.flags[0] in message, message
+    assert "expected" in message, message  # the accepted form follows
+    assert listener.connections == 0
+
+
+SETTINGS = settings(
+    max_examples=25,
+    deadline=None,
+    report_multiple_bugs=False,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
+@pytest.mark.parametrize("dest", sorted(STRATEGIES))
+@SETTINGS
+@given(data=st.data())
+def test_invalid_environment_value_exits_2_naming_the_setting(
+    dest: str, data: st.DataObject, listener: RecordingProxy
+) -> None:
+    option = OPTIONS_BY_DEST[dest]
+    value = data.draw(STRATEGIES[dest], label=option.env)
+    assert option.env is not None
+    env = {"ES_DOMAIN_ENDPOINT": listener.url, option.env: value}
+    code, events = _run_main(["run"], env)
+    _assert_refused(option, value, code, events, listener)
+
+
+@pytest.mark.parametrize("dest", sorted(d for d in STRATEGIES if not OPTIONS_BY_DEST[d].boolean))
+@SETTINGS
+@given(data=st.data())
+def test_invalid_flag_value_exits_2_naming_the_setting(
+    dest: str, data: st.DataObject, listener: RecordingProxy
+) -> None:
+    option = OPTIONS_BY_DEST[dest]
+    value = data.draw(STRATEGIES[dest], label=option.flags[0])
+    code, events = _run_main(
+        ["run", f"--endpoint={listener.url}", f"{option.flags[0]}={value}"], {}
+    )
+    _assert_refused(option, value, code, events, listener)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_invalid_endpoint_exits_2_and_never_reaches_the_host_it_names(
+    data: st.DataObject, listener: RecordingProxy
+) -> None:
+    option = OPTIONS_BY_DEST["endpoint"]
+    value = data.draw(_bad_endpoints(listener.url))
+    code, events = _run_main(["run"], {"ES_DOMAIN_ENDPOINT": value})
+    _assert_refused(option, value, code, events, listener)
+    assert ":secret@" not in json.dumps(events)  # a password in a URL is never echoed
+
+
+def test_basic_auth_without_password_exits_2(listener: RecordingProxy) -> None:
+    code, events = _run_main(
+        ["run"],
+        {"ES_DOMAIN_ENDPOINT": listener.url, "MERGE_AUTH": "basic", "MERGE_BASIC_AUTH_USER": "u"},
+    )
+    assert code == 2
+    [error] = [e for e in events if e.get("event") == "config_error"]
+    assert "MERGE_BASIC_AUTH_PASSWORD" in str(error["error"])
+    assert listener.connections == 0
+
+
+# -- odd index names -------------------------------------------------------------------
+
+# What OpenSearch allows in an index name: lowercase, no \ / * ? " < > | space , #, not
+# starting with - _ +, at most 255 bytes.
+_NAME_CHARS = st.characters(
+    blacklist_categories=("Cs", "Lu", "Lt", "Cc"),
+    blacklist_characters='\\/*?"<>|, #:\x00',
+)
+INDEX_NAMES = st.text(_NAME_CHARS, min_size=1, max_size=60).filter(
+    lambda n: (
+        n[0] not in "-_+." and n == n.lower() and len(n.encode()) <= 255 and n not in {".", ".."}
+    )
+)
+
+
+@given(INDEX_NAMES)
+def test_index_path_encodes_one_name_as_one_path_segment(name: str) -> None:
+    path = index_path(name, "_forcemerge")
+    segment = path.split("/")[1]
+    assert path == f"/{segment}/_forcemerge"
+    assert urllib.parse.unquote(segment) == name
+    # Nothing in the segment can be read as a list, a wildcard, a query or a fragment.
+    assert not set(segment) & set(",*?#+ /&=")
+
+
+HOSTILE_NAMES = [
+    "rel-odd+plus",
+    "rel-ünïcødé-日本語",
+    "rel-percent%2a",  # looks like an encoded `*`
+    "rel-_all",
+    "rel-{now}",
+    "rel-[ab]",
+    "rel-" + "x" * 251,  # 255 bytes, the longest name OpenSearch allows
+]
+DECOYS = ["rel-odd-plus", "rel-percent-x", "rel-a", "rel-b", "rel-x"]
+
+
+@pytest.mark.integration
+def test_hostile_index_names_are_encoded_and_never_widen_the_selection(
+    cluster: OpenSearchNode,
+) -> None:
+    if not cluster.first_version:
+        pytest.skip("version-independent scenario: runs once, on the first image")
+    for name in HOSTILE_NAMES + DECOYS:
+        plain_index(cluster.client, name, segments=3)
+    decoys_before = {name: segment_counts(cluster.client, name) for name in DECOYS}
+
+    with recording_proxy(cluster.url) as proxy:
+        run = run_job(
+            proxy.url,
+            "run",
+            MERGE_MIN_AGE="0",
+            MERGE_INDEX_PATTERNS=",".join(HOSTILE_NAMES),
+        )
+
+    assert run.exit_code == 0, run.stderr
+    assert run.merged() == set(HOSTILE_NAMES)
+    posts = [r for r in proxy.requests if r.method == "POST"]
+    assert {r.decoded_path for r in posts} == {
+        f"/{name}/{action}" for name in HOSTILE_NAMES for action in ("_forcemerge", "_refresh")
+    }
+    for request in posts:
+        assert request.path.count("/") == 2 and not set(request.path) & set(",*?#+ ")
+    for name in HOSTILE_NAMES:
+        assert set(segment_counts(cluster.client, name).values()) == {1}, name
+    assert {name: segment_counts(cluster.client, name) for name in DECOYS} == decoys_before
