@@ -211,7 +211,7 @@ def opensearch(
             audit=audit,
         )
         # The whole session's traffic to this node, whichever test sent it.
-        forbidden = audit_module.violations(proxy.requests)
+        forbidden = audit.session_violations()
         assert not forbidden, f"requests the job must never send: {forbidden}"
     finally:
         if proxy is not None:

@@ -137,7 +137,8 @@ class NodeAudit:
     before_merge: dict[str, IndexState] = field(default_factory=dict)
     # Indices a test changes itself on purpose (deleted, closed, written to) mid-run.
     changed_by_test: set[str] = field(default_factory=set)
-    checked: int = 0  # requests already checked by an earlier check()
+    checked: int = 0  # requests of earlier tests (already checked)
+    forgiven: set[int] = field(default_factory=set)  # ids of requests sent on purpose
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def install(self) -> NodeAudit:
@@ -159,6 +160,17 @@ class NodeAudit:
         if state is not None:
             with self._lock:
                 self.before_merge.setdefault(index, state)
+
+    def forgive(self) -> None:
+        """The requests since the last reset were sent on purpose by a test of the audit
+        itself: leave them out of the session-wide check, then reset."""
+        with self._lock:
+            self.forgiven.update(id(r) for r in self.proxy.requests[self.checked :])
+        self.reset()
+
+    def session_violations(self) -> list[str]:
+        """Forbidden requests over the whole session, whichever test caused them."""
+        return violations(r for r in self.proxy.requests if id(r) not in self.forgiven)
 
     def reset(self) -> None:
         """A new test starts: forget the previous test's merges and exemptions."""
