@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import OpenSearchNode
+from tests.conftest import OpenSearchNode, opensearch_images
 from tests.factories import plain_index, segment_counts
 from tests.support.audit import check_active
 from tests.support.job import JobResult, RunningJob, run_job, start_job
@@ -35,7 +35,7 @@ SELECT = {"MERGE_MIN_AGE": "0", "MERGE_INDEX_PATTERNS": "rel-*"}
 def once(node: OpenSearchNode) -> None:
     """Version-independent scenarios run on the first image only."""
     if not node.first_version:
-        pytest.skip(f"version-independent scenario: runs once, on {node.image.rsplit(':')[-1]}")
+        pytest.skip(f"version-independent scenario: runs once, on {opensearch_images()[0]}")
 
 
 def forcemerges(proxy: RecordingProxy, index: str) -> list[RecordedRequest]:
