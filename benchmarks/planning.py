@@ -81,9 +81,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     )
     parser.add_argument("--repeats", type=int, default=3, help="plan runs per size (median)")
     parser.add_argument("--keep", action="store_true", help="with --url: keep the indices")
+    parser.add_argument(
+        "--heap",
+        default="2g",
+        help="heap of the node it starts: 3,000 shards trip a 1g node's circuit breaker "
+        "(default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    with cluster.node_or_url(args.url, args.image) as url:
+    with cluster.node_or_url(args.url, args.image, heap=args.heap) as url:
         try:
             rows = measure(url, sizes, args.repeats)
         finally:
