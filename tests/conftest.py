@@ -118,11 +118,6 @@ class OpenSearchNode:
     def version_tuple(self) -> tuple[int, ...]:
         return tuple(int(part) for part in self.version.split(".")[:3])
 
-    @property
-    def first_version(self) -> bool:
-        """True on the first image of the run: version-independent scenarios run once."""
-        return self.image == opensearch_images()[0]
-
     def restart(self, timeout_s: float = 180) -> None:
         """`docker restart` the node, then wait until it answers with health yellow or green.
 
@@ -179,9 +174,33 @@ def _stale_containers_removed() -> None:
     remove_stale_containers()
 
 
-@pytest.fixture(
-    scope="session", params=opensearch_images(), ids=lambda image: image.rsplit(":", 1)[-1]
-)
+def _image_id(image: str) -> str:
+    return image.rsplit(":", 1)[-1]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`@pytest.mark.one_version` tests get the session's first image only (not a skip).
+
+    Version-independent scenarios (bad input, faults in front of the cluster, signing)
+    run once instead of once per image, which keeps CI short without skipping anything.
+    A parametrize mark naming the fixture takes precedence over the fixture's own params.
+    """
+    if "opensearch" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "one_version"
+    ):
+        metafunc.definition.add_marker(
+            pytest.mark.parametrize(
+                "opensearch",
+                opensearch_images()[:1],
+                indirect=True,
+                ids=_image_id,
+                scope="session",  # same grouping as the fixture's params: one container
+            )
+        )
+
+
+@pytest.fixture(scope="session", params=opensearch_images(), ids=_image_id)
 def opensearch(
     request: pytest.FixtureRequest, _stale_containers_removed: None
 ) -> Iterator[OpenSearchNode]:

@@ -57,11 +57,10 @@ def test_anything_else_is_a_violation(forbidden: RecordedRequest) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.one_version
 def test_session_audit_reports_forbidden_requests_and_broken_invariants(
     cluster: OpenSearchNode,
 ) -> None:
-    if not cluster.first_version:
-        pytest.skip("version-independent: runs once, on the first image")
     client = cluster.client
     merged = plain_index(client, "audit-merged", segments=2)
     alias = rollover_alias(client, "audit-app", generations=1, segments=1)

@@ -257,11 +257,10 @@ DECOYS = ["rel-odd-plus", "rel-percent-x", "rel-a", "rel-b", "rel-x"]
 
 
 @pytest.mark.integration
+@pytest.mark.one_version
 def test_hostile_index_names_are_encoded_and_never_widen_the_selection(
     cluster: OpenSearchNode,
 ) -> None:
-    if not cluster.first_version:
-        pytest.skip("version-independent scenario: runs once, on the first image")
     for name in HOSTILE_NAMES + DECOYS:
         plain_index(cluster.client, name, segments=3)
     decoys_before = {name: segment_counts(cluster.client, name) for name in DECOYS}

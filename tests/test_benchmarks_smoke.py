@@ -52,12 +52,13 @@ def bench_node(cluster: OpenSearchNode) -> OpenSearchNode:
     """The session's node, reached directly: the benchmarks make their own data and put
     their own recording proxies in front of every tool (Curator and curl included), so
     the session's audit of merge-job's requests has nothing to see here."""
-    if cluster.version_tuple < (2, 7):
+    if cluster.version_tuple < (2, 7):  # only when the first test image is older
         pytest.skip("the benchmarks measure task-based merges (OpenSearch >= 2.7)")
     return cluster
 
 
 @pytest.mark.integration
+@pytest.mark.one_version
 def test_planning_smoke(bench_node: OpenSearchNode, tmp_path: Path) -> None:
     argv = ["--url", bench_node.direct_url, "--sizes", "3,6", "--repeats", "1"]
     rows = planning.main([*argv, "--results-dir", str(tmp_path)])
@@ -67,6 +68,7 @@ def test_planning_smoke(bench_node: OpenSearchNode, tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.one_version
 def test_overhead_smoke(bench_node: OpenSearchNode, tmp_path: Path) -> None:
     argv = ["--url", bench_node.direct_url, "--indices", "2", "--segments", "3", "--docs", "50"]
     [row] = overhead.main([*argv, "--results-dir", str(tmp_path)])
@@ -76,6 +78,7 @@ def test_overhead_smoke(bench_node: OpenSearchNode, tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.one_version
 def test_peers_smoke(bench_node: OpenSearchNode, tmp_path: Path) -> None:
     argv = ["--url", bench_node.direct_url, "--plan-indices", "4", "--run-indices", "2"]
     argv += ["--run-segments", "3", "--run-docs", "20", "--results-dir", str(tmp_path)]
@@ -89,6 +92,7 @@ def test_peers_smoke(bench_node: OpenSearchNode, tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.one_version
 def test_nodes_smoke_on_one_node(bench_node: OpenSearchNode, tmp_path: Path) -> None:
     argv = ["--urls", bench_node.direct_url, "--indices", "2", "--segments", "3", "--docs", "50"]
     rows = nodes.main([*argv, "--results-dir", str(tmp_path)])

@@ -90,6 +90,7 @@ def test_a_full_irsa_run_merges_with_every_request_verified(
 
 
 @pytest.mark.parametrize("signer", ["refreshable", "frozen"])
+@pytest.mark.one_version
 def test_credentials_expiring_during_a_run_are_refreshed_and_frozen_ones_fail(
     cluster: OpenSearchNode, sts: IrsaSts, pod: PodEnvironment, signer: str
 ) -> None:
@@ -98,8 +99,6 @@ def test_credentials_expiring_during_a_run_are_refreshed_and_frozen_ones_fail(
     before every request) keep every request valid; Curator's approach (credentials read
     once into AWS4Auth(key, secret, region, 'es', session_token=...)) is refused as soon
     as its session expires, in the very same run."""
-    if cluster.version_tuple < (2, 7):
-        pytest.skip("version-independent; the 2.x node is enough (keeps CI short)")
     indices = old_daily_indices(cluster, "rotate")
     sts.duration_seconds = 3
     audit = audit_of(cluster) if signer == "refreshable" else None
@@ -130,11 +129,10 @@ def test_credentials_expiring_during_a_run_are_refreshed_and_frozen_ones_fail(
         assert len(sts.web_identity_calls()) == 1
 
 
+@pytest.mark.one_version
 def test_credentials_refused_in_the_middle_of_a_run_end_it_with_exit_3(
     cluster: OpenSearchNode, sts: IrsaSts, pod: PodEnvironment
 ) -> None:
-    if cluster.version_tuple < (2, 7):
-        pytest.skip("version-independent; the 2.x node is enough (keeps CI short)")
     old_daily_indices(cluster, "midrun", days=1)
     revoke = SigV4Proxy(
         cluster.url,

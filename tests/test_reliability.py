@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import OpenSearchNode, opensearch_images
+from tests.conftest import OpenSearchNode
 from tests.factories import plain_index, segment_counts
 from tests.support.audit import check_active
 from tests.support.job import JobResult, RunningJob, run_job, start_job
@@ -30,12 +30,6 @@ from tests.support.recording_proxy import RecordedRequest, RecordingProxy, recor
 pytestmark = pytest.mark.integration
 
 SELECT = {"MERGE_MIN_AGE": "0", "MERGE_INDEX_PATTERNS": "rel-*"}
-
-
-def once(node: OpenSearchNode) -> None:
-    """Version-independent scenarios run on the first image only."""
-    if not node.first_version:
-        pytest.skip(f"version-independent scenario: runs once, on {opensearch_images()[0]}")
 
 
 def forcemerges(proxy: RecordingProxy, index: str) -> list[RecordedRequest]:
@@ -82,10 +76,10 @@ def on_first(
 # -- network and HTTP faults ---------------------------------------------------------
 
 
+@pytest.mark.one_version
 def test_planning_survives_resets_timeouts_slow_answers_and_retryable_statuses(
     cluster: OpenSearchNode,
 ) -> None:
-    once(cluster)
     [index] = indices(cluster, "plan", 1)
     faulted: dict[str, tuple[str, dict[str, object]]] = {
         r"^/_cluster/health$": ("reset", {}),
@@ -115,8 +109,8 @@ def test_planning_survives_resets_timeouts_slow_answers_and_retryable_statuses(
     assert elapsed < 45, elapsed
 
 
+@pytest.mark.one_version
 def test_retries_stop_after_five_attempts_with_jittered_backoff(cluster: OpenSearchNode) -> None:
-    once(cluster)
     with recording_proxy(cluster.url) as proxy:
         proxy.add_fault("GET", r"^/_cluster/health$", "status", status=503, times=1000)
         started = time.monotonic()
@@ -214,10 +208,10 @@ def test_node_restarted_mid_merge_job_decides_from_segments_and_finishes(
     assert doc_counts(cluster, [lost, cut]) == docs_before
 
 
+@pytest.mark.one_version
 def test_job_killed_mid_run_then_rerun_completes_without_remerging(
     cluster: OpenSearchNode,
 ) -> None:
-    once(cluster)
     first, second, third = indices(cluster, "kill", 3)
     job: list[RunningJob] = []
 
@@ -268,8 +262,8 @@ def test_sigterm_mid_run_starts_no_new_merge_and_exits_4_within_seconds(
     assert result.named("signal_received")
 
 
+@pytest.mark.one_version
 def test_deadline_mid_run_stops_new_merges_and_says_what_is_left(cluster: OpenSearchNode) -> None:
-    once(cluster)
     first, second, third = indices(cluster, "deadline", 3)
     with recording_proxy(cluster.url) as proxy:
         # The first force-merge takes longer than the whole deadline.
@@ -295,10 +289,10 @@ def _wait_until(condition: Callable[[], bool], timeout_s: float) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.one_version
 def test_index_deleted_closed_or_failing_mid_run_never_stops_the_others(
     cluster: OpenSearchNode,
 ) -> None:
-    once(cluster)
     first, failing, deleted, closed, last = indices(cluster, "gone", 5)
     cluster.audit.changed_by_test.update({deleted, closed})
 
@@ -338,8 +332,8 @@ def _make_red(node: OpenSearchNode, name: str) -> None:
     )
 
 
+@pytest.mark.one_version
 def test_health_red_at_start_or_mid_run_starts_no_new_merge(cluster: OpenSearchNode) -> None:
-    once(cluster)
     first, second = indices(cluster, "red", 2)
 
     _make_red(cluster, "red-at-start")

@@ -330,12 +330,11 @@ def _forms(secret: str) -> set[str]:
         pytest.param(LIBRARY_DEBUG_PREAMBLE, id="plus-botocore-urllib3-debug"),
     ],
 )
+@pytest.mark.one_version
 def test_a_debug_run_leaks_no_secret(
     cluster: OpenSearchNode, sts: IrsaSts, pod: PodEnvironment, preamble: str
 ) -> None:
     """LOG_LEVEL=debug as a user sets it; then also botocore/urllib3 forced to DEBUG."""
-    if cluster.version_tuple < (2, 0):
-        pytest.skip("version-independent; the 2.x node is enough (keeps CI short)")
     daily_indices(
         cluster.client, "leak", days=1, first_day=(NOW - timedelta(days=3)).date(), segments=3
     )
