@@ -68,12 +68,21 @@ class RunningJob:
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.process = process
 
-    def wait(self, timeout: float = 600) -> JobResult:
+    def wait(self, timeout: float = 600, audit: bool = True) -> JobResult:
+        """The job's result; the request audit and merge invariants are checked after it
+        (tests/support/audit.py) unless `audit` is False. A job still running after
+        `timeout` is killed and the test fails with subprocess.TimeoutExpired."""
         from tests.support.audit import check_active
 
-        stdout, stderr = self.process.communicate(timeout=timeout)
+        try:
+            stdout, stderr = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+            raise
         result = JobResult(self.process.returncode, stdout, stderr)
-        check_active()
+        if audit:
+            check_active()
         return result
 
 
@@ -109,17 +118,5 @@ def run_job(
     that changes the node itself after the run (restarts it) passes `audit=False` and
     calls `check_active()` once the node is back.
     """
-    from tests.support.audit import check_active
-
-    completed = subprocess.run(
-        [sys.executable, "-m", "merge_job", *args],
-        env=job_env(endpoint, **settings, **(extra_env or {})),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    result = JobResult(completed.returncode, completed.stdout, completed.stderr)
-    if audit:
-        check_active()
-    return result
+    job = start_job(endpoint, *args, extra_env=extra_env, **settings)
+    return job.wait(timeout, audit=audit)
