@@ -40,3 +40,11 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (README.parent / ".ci" / "run").read_text()
     assert "./scripts/test.sh" in README.read_text()
     assert "./scripts/test.sh" in ci
+
+
+def test_iam_policies_in_the_readme_are_the_audited_ones_in_docs_iam() -> None:
+    """docs/iam.md is checked against the recorded requests (tests/test_irsa.py)."""
+    iam = (README.parent / "docs" / "iam.md").read_text()
+    audited = re.findall(r"```json\n(.*?)```", iam, re.S)[:2]
+    shown = re.findall(r"```json\n(.*?)```", readme_section("IAM role for IRSA"), re.S)
+    assert shown == audited
