@@ -70,6 +70,8 @@ class MergeOutcome:
     segments_after: dict[str, int] = field(default_factory=dict)
     store_bytes: int | None = None
     duration_s: float = 0.0
+    deleted_before: int | None = None
+    deleted_after: int | None = None
 
 
 @dataclass
@@ -284,6 +286,8 @@ class Executor:
                 segments_before=outcome.segments_before,
                 segments_after=outcome.segments_after,
                 store_bytes=outcome.store_bytes,
+                deleted_before=outcome.deleted_before,
+                deleted_after=outcome.deleted_after,
                 duration_s=outcome.duration_s,
             )
         results.put(outcome)
@@ -333,6 +337,7 @@ class Executor:
             Status.FAILED,
             segments_before=segments_by_copy(before),
             store_bytes=sum(c.store_bytes for c in before),
+            deleted_before=sum(c.deleted for c in before),
         )
         timeout_at = self.clock() + self.settings.index_timeout.total_seconds()
         log.info(
@@ -572,6 +577,7 @@ class Executor:
         outcome.segments_after = segments_by_copy(copies)
         if copies:
             outcome.store_bytes = sum(c.store_bytes for c in copies)
+            outcome.deleted_after = sum(c.deleted for c in copies)
         if not copies:
             outcome.status, outcome.detail = Status.FAILED, "could not read segments after merge"
         elif not self._done(copies):
@@ -582,5 +588,19 @@ class Executor:
             }
             outcome.status = Status.FAILED
             outcome.detail = f"copies above {self.settings.max_num_segments} segment(s): {above}"
+        elif (
+            self.settings.only_expunge_deletes
+            and outcome.deleted_before
+            and outcome.deleted_after is not None
+            and outcome.deleted_after >= outcome.deleted_before
+        ):
+            # Not a failure: OpenSearch keeps soft-deleted documents while a retention lease
+            # may still need them (index.soft_deletes.retention_lease.period, 12h by
+            # default). Said plainly so "merged" is never read as "space reclaimed".
+            outcome.detail = (
+                f"no deleted document expunged ({outcome.deleted_after} still deleted): "
+                "recent deletes are kept for index.soft_deletes.retention_lease.period "
+                "(12h by default); a later run will retry"
+            )
         elif not outcome.detail:
             outcome.detail = "verified"

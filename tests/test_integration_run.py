@@ -182,3 +182,57 @@ def test_bad_setting_exits_2_and_contacts_nobody(setting: str, value: str) -> No
     assert run.exit_code == 2, run.stderr
     assert setting in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def deleted_docs(client: object, index: str) -> int:
+    client.indices.refresh(index=index)  # type: ignore[attr-defined]
+    stats = client.indices.stats(index=index, metric="docs")  # type: ignore[attr-defined]
+    return int(stats["indices"][index]["primaries"]["docs"]["deleted"])
+
+
+def delete_documents(client: object, index: str, query: dict[str, object], limit: int) -> None:
+    """Delete matching documents by id (the test distribution has no _delete_by_query)."""
+    hits = client.search(  # type: ignore[attr-defined]
+        index=index, body={"query": query, "size": limit, "_source": False}
+    )["hits"]["hits"]
+    body = [{"delete": {"_index": index, "_id": hit["_id"]}} for hit in hits]
+    response = client.bulk(body=body, refresh="true")  # type: ignore[attr-defined]
+    assert not response["errors"], response
+
+
+def test_only_expunge_deletes_selects_by_deleted_ratio_and_reports_what_was_kept(
+    cluster: OpenSearchNode,
+) -> None:
+    client = cluster.client
+    churned = plain_index(client, "expunge-churned", segments=6)
+    quiet = plain_index(client, "expunge-quiet", segments=6)
+    # A third of the churned index's documents deleted (batches 0 and 1 of 0-5), 1 of the
+    # quiet index's 120: well above and below the 10% minimum ratio.
+    delete_documents(client, churned, {"range": {"batch": {"lte": 1}}}, limit=120)
+    delete_documents(client, quiet, {"term": {"batch": 0}}, limit=1)
+    churned_deleted = deleted_docs(client, churned)
+    quiet_deleted = deleted_docs(client, quiet)
+    assert churned_deleted >= 40  # soft deletes: a tombstone per delete, too
+    quiet_before = segment_counts(client, quiet)
+
+    run = run_job(
+        cluster.url,
+        "run",
+        MERGE_MIN_AGE="0",
+        MERGE_INDEX_PATTERNS="expunge-*",
+        MERGE_ONLY_EXPUNGE_DELETES="true",
+        MERGE_MIN_DELETED_RATIO="0.1",
+    )
+
+    assert run.exit_code == 0, run.stderr
+    assert run.merged() == {churned}
+    assert skip_reasons(run.events)[quiet] == "too_few_deletes"
+    [finished] = run.named("merge_finished")
+    assert finished["deleted_before"] == churned_deleted
+    # OpenSearch keeps deletes this recent for the soft-deletes retention lease period
+    # (12h by default): the job must say so, not report space it did not reclaim.
+    assert finished["deleted_after"] == deleted_docs(client, churned) == churned_deleted
+    assert "retention_lease" in finished["detail"]
+    assert client.count(index=churned)["count"] == 80
+    assert deleted_docs(client, quiet) == quiet_deleted
+    assert segment_counts(client, quiet) == quiet_before
