@@ -19,10 +19,10 @@ from typing import Any
 
 from tabulate import tabulate
 
+from tests.support.job import job_env
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
-# Settings a benchmark run never inherits from the developer's shell.
-_JOB_ENV_PREFIXES = ("MERGE_", "ES_DOMAIN_ENDPOINT", "AWS_", "LOG_")
 
 
 @dataclass(frozen=True)
@@ -78,13 +78,6 @@ def run_measured(
             wall_s=wall,
             max_rss_mb=usage.ru_maxrss / 1024,  # kilobytes on Linux
         )
-
-
-def job_env(endpoint: str, **settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_JOB_ENV_PREFIXES)}
-    env.update({"LOG_FORMAT": "json", "MERGE_AUTH": "none", "ES_DOMAIN_ENDPOINT": endpoint})
-    env.update(settings)
-    return env
 
 
 def merge_job(endpoint: str, *args: str, **settings: str) -> Measured:

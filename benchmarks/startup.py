@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import common
+from tests.support.job import job_env
 
 FIXTURES = common.REPO / "tests" / "fixtures" / "responses" / "opensearch-2.19"
 ROUTES = {
@@ -102,9 +103,7 @@ def time_plan(runs: int) -> tuple[list[float], list[float], float]:
         with planning_stub() as stub:
             url = f"http://127.0.0.1:{stub.server_address[1]}"
             started = time.perf_counter()
-            run = common.run_measured(
-                [*entry_point(), "plan", "--output", "json"], common.job_env(url)
-            )
+            run = common.run_measured([*entry_point(), "plan", "--output", "json"], job_env(url))
             if run.exit_code != 0:
                 raise RuntimeError(f"plan exited {run.exit_code}: {run.stderr[-1500:]}")
             if stub.first_request_at is not None:

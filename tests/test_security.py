@@ -26,6 +26,7 @@ from requests_aws4auth import AWS4Auth
 
 from tests.conftest import OpenSearchNode
 from tests.factories import daily_indices, segment_counts
+from tests.support.job import JobResult
 from tests.support.sigv4_proxy import (
     SIGNATURE_MISMATCH,
     TOKEN_EXPIRED,
@@ -38,7 +39,6 @@ from tests.support.sts import (
     LIBRARY_DEBUG_PREAMBLE,
     REGION,
     IrsaSts,
-    JobResult,
     PodEnvironment,
 )
 from tests.support.tls import CertificateAuthority

@@ -22,15 +22,17 @@ class JobResult:
 
     @property
     def events(self) -> list[dict[str, Any]]:
-        """The JSON log lines (stderr), in order."""
-        parsed = []
-        for line in self.stderr.splitlines():
-            if line.startswith("{"):
-                parsed.append(json.loads(line))
-        return parsed
+        """stderr's JSON log lines, in order; a line that is not JSON fails the test."""
+        return [json.loads(line) for line in self.stderr.splitlines() if line.strip()]
 
     def named(self, event: str) -> list[dict[str, Any]]:
         return [entry for entry in self.events if entry.get("event") == event]
+
+    @property
+    def error(self) -> str:
+        """The message of the run's final error event (`run_failed`)."""
+        [failed] = self.named("run_failed")
+        return str(failed["error"])
 
     @property
     def summary(self) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from tests.support.job import JobResult
 from tests.support.sigv4_proxy import IssuedCredentials
 
 ACCOUNT_ID = "111122223333"
@@ -213,27 +214,6 @@ class IrsaSts:
             return response.status, response.getheaders(), response.read()
         finally:
             connection.close()
-
-
-@dataclass(frozen=True)
-class JobResult:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        """stderr's JSON log lines; a line that is not JSON fails the test that reads it."""
-        return [json.loads(line) for line in self.stderr.splitlines() if line.strip()]
-
-    def named(self, event: str) -> list[dict[str, Any]]:
-        return [entry for entry in self.events if entry.get("event") == event]
-
-    @property
-    def error(self) -> str:
-        """The message of the run's final error event (`run_failed`)."""
-        [failed] = self.named("run_failed")
-        return str(failed["error"])
 
 
 # Run the job with botocore and urllib3 at DEBUG too, whatever merge-job configures:
