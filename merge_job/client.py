@@ -12,7 +12,6 @@ import time
 import urllib.parse
 import warnings
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import opensearchpy
@@ -31,11 +30,16 @@ from tenacity import (
 from merge_job.config import Settings
 from merge_job.errors import CredentialsRefusedError, refused_message, service_message
 from merge_job.snapshot import (
+    INDEX_STATS_PARAMS,
+    PLANNING_REQUESTS,
+    RUNNING,
     ClusterSnapshot,
     ShardCopy,
+    TaskStatus,
     parse_copies,
     parse_merge_tasks,
     parse_snapshot,
+    parse_task_status,
 )
 
 log = structlog.get_logger("merge_job.client")
@@ -45,48 +49,6 @@ MAX_ATTEMPTS = 5
 MAX_RETRY_SECONDS = 120.0
 MAX_RETRY_AFTER_SECONDS = 60.0
 LONG_POLL_GRACE_S = 30.0
-
-_STATS_FILTER = ",".join(
-    f"indices.*.shards.*.{f}"
-    for f in (
-        "routing.state",
-        "routing.primary",
-        "routing.node",
-        "segments.count",
-        "docs.count",
-        "docs.deleted",
-        "store.size_in_bytes",
-    )
-)
-
-# The planning snapshot: always exactly these requests, whatever the number of indices.
-PLANNING_REQUESTS: Mapping[str, tuple[str, Mapping[str, str]]] = {
-    "root": ("/", {}),
-    "health": ("/_cluster/health", {}),
-    "metadata": (
-        "/_cluster/state/metadata",
-        {
-            "filter_path": "metadata.indices.*.state,"
-            "metadata.indices.*.settings.index.creation_date,"
-            "metadata.indices.*.settings.index.hidden,"
-            "metadata.data_stream.data_stream.*.indices.index_name",
-        },
-    ),
-    "aliases": ("/_alias", {"expand_wildcards": "all"}),
-    "stats": (
-        "/_stats/segments,docs,store",
-        {"level": "shards", "expand_wildcards": "open,hidden", "filter_path": _STATS_FILTER},
-    ),
-    "shards": ("/_cat/shards", {"format": "json", "h": "index,shard,prirep,state,id"}),
-    "nodes_fs": (
-        "/_nodes/stats/fs",
-        {"filter_path": "nodes.*.name,nodes.*.fs.total.available_in_bytes"},
-    ),
-    "tasks": (
-        "/_tasks",
-        {"actions": "indices:admin/forcemerge*", "detailed": "true"},
-    ),
-}
 
 
 class RetryableStatusError(opensearchpy.TransportError):
@@ -195,12 +157,6 @@ class IndexClosedError(Exception):
     """The index is closed."""
 
 
-@dataclass(frozen=True)
-class TaskStatus:
-    completed: bool
-    error: str | None  # set when the task finished with an error or shard failures
-
-
 class ClusterClient:
     """The API calls merge-job makes, each a single request (GETs retried)."""
 
@@ -281,7 +237,7 @@ class ClusterClient:
         try:
             body = self.get(
                 index_path(index, "_stats", "segments,docs,store"),
-                {"level": "shards", "filter_path": _STATS_FILTER},
+                INDEX_STATS_PARAMS,
             )
         except opensearchpy.NotFoundError:
             raise IndexGoneError(index) from None
@@ -339,30 +295,11 @@ class ClusterClient:
             return None
         except opensearchpy.TransportError as err:
             if wait_s > 0 and "timeout_exception" in str(err.error) + str(err.info)[:300]:
-                return TaskStatus(completed=False, error=None)  # waited; still running
+                return RUNNING  # waited; still running
             raise
-        if not body.get("completed"):
-            return TaskStatus(completed=False, error=None)
-        error = body.get("error")
-        if error:
-            reason = error.get("reason") if isinstance(error, dict) else error
-            return TaskStatus(completed=True, error=str(reason))
-        return TaskStatus(completed=True, error=shard_failures(body.get("response") or {}))
+        return parse_task_status(body)
 
     def merge_task_expressions(self) -> list[tuple[str, ...]]:
         """The index expressions of every running force-merge task."""
         path, params = PLANNING_REQUESTS["tasks"]
         return [t.index_expressions for t in parse_merge_tasks(self.get(path, params))]
-
-
-def shard_failures(response: Mapping[str, Any]) -> str | None:
-    """A message when a force-merge response reports failed shards, else None."""
-    shards = response.get("_shards") or {}
-    failed = int(shards.get("failed") or 0)
-    if not failed:
-        return None
-    reasons = [
-        str((f.get("reason") or {}).get("reason") or f.get("reason"))
-        for f in shards.get("failures") or []
-    ]
-    return f"{failed} shard(s) failed" + (": " + "; ".join(reasons[:3]) if reasons else "")

@@ -25,6 +25,7 @@ import pytimeparse2
 
 from merge_job import __version__
 from merge_job.errors import ConfigError
+from merge_job.logs import REDACTED
 
 # Defaults as named constants, shown in --help.
 DEFAULT_MIN_AGE = "1d"
@@ -38,8 +39,6 @@ DEFAULT_AUTH = "auto"
 DEFAULT_REQUEST_TIMEOUT = "30s"
 DEFAULT_LOG_FORMAT = "auto"
 DEFAULT_LOG_LEVEL = "info"
-
-REDACTED = "***"
 
 # Characters OpenSearch forbids in index names; a pattern may add only `*` and `?`.
 _FORBIDDEN_INDEX_CHARS = set('\\/"<>|, #:')
@@ -75,59 +74,6 @@ class AuthMode(enum.StrEnum):
 class Command(enum.StrEnum):
     RUN = "run"
     PLAN = "plan"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The validated, effective configuration of one run."""
-
-    endpoint: str
-    index_patterns: tuple[str, ...] = ()
-    exclude_patterns: tuple[str, ...] = ()
-    min_age: dt.timedelta = dt.timedelta(days=1)
-    name_date_format: str | None = None
-    max_num_segments: int = DEFAULT_MAX_NUM_SEGMENTS
-    only_expunge_deletes: bool = False
-    min_deleted_ratio: float = DEFAULT_MIN_DELETED_RATIO
-    deadline: dt.timedelta | None = None
-    index_timeout: dt.timedelta = dt.timedelta(hours=6)
-    require_health: str = DEFAULT_REQUIRE_HEALTH
-    dry_run: bool = False
-    concurrency: int = DEFAULT_CONCURRENCY
-    disk_headroom: float = DEFAULT_DISK_HEADROOM
-    auth: AuthMode = AuthMode.NONE
-    basic_auth_user: str | None = None
-    basic_auth_password: str | None = dataclasses.field(default=None, repr=False)
-    region: str | None = None
-    ca_bundle: str | None = None
-    verify_tls: bool = True
-    request_timeout: dt.timedelta = dt.timedelta(seconds=30)
-    log_format: str = DEFAULT_LOG_FORMAT
-    log_level: str = DEFAULT_LOG_LEVEL
-    command: Command = Command.RUN
-    output: str | None = None
-
-    @property
-    def merges_allowed(self) -> bool:
-        """False for `plan` and for `run --dry-run`."""
-        return self.command is Command.RUN and not self.dry_run
-
-    def redacted(self) -> dict[str, Any]:
-        """The settings as JSON-ready values, secrets replaced: for logs and the plan."""
-        out: dict[str, Any] = {}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.name == "basic_auth_password":
-                value = REDACTED if value else None
-            elif isinstance(value, dt.timedelta):
-                out[f"{field.name}_seconds"] = value.total_seconds()
-                continue
-            elif isinstance(value, tuple):
-                value = list(value)
-            elif isinstance(value, enum.Enum):
-                value = value.value
-            out[field.name] = value
-        return out
 
 
 # ---------------------------------------------------------------------------
@@ -574,6 +520,69 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 _OPTIONS_BY_DEST = {option.dest: option for option in OPTIONS}
+
+
+# The parsed defaults of the option table: the only place a default is stated.
+DEFAULTS: Mapping[str, Any] = {
+    option.dest: option.parse(option.default) for option in OPTIONS if option.default is not None
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated, effective configuration of one run.
+
+    Field defaults come from `OPTIONS`; None/() stand for "unset" settings. `auth` holds
+    the resolved mode (never AUTO): NONE unless parsing resolved otherwise.
+    """
+
+    endpoint: str
+    index_patterns: tuple[str, ...] = ()
+    exclude_patterns: tuple[str, ...] = ()
+    min_age: dt.timedelta = DEFAULTS["min_age"]
+    name_date_format: str | None = None
+    max_num_segments: int = DEFAULTS["max_num_segments"]
+    only_expunge_deletes: bool = DEFAULTS["only_expunge_deletes"]
+    min_deleted_ratio: float = DEFAULTS["min_deleted_ratio"]
+    deadline: dt.timedelta | None = None
+    index_timeout: dt.timedelta = DEFAULTS["index_timeout"]
+    require_health: str = DEFAULTS["require_health"]
+    dry_run: bool = DEFAULTS["dry_run"]
+    concurrency: int = DEFAULTS["concurrency"]
+    disk_headroom: float = DEFAULTS["disk_headroom"]
+    auth: AuthMode = AuthMode.NONE
+    basic_auth_user: str | None = None
+    basic_auth_password: str | None = dataclasses.field(default=None, repr=False)
+    region: str | None = None
+    ca_bundle: str | None = None
+    verify_tls: bool = DEFAULTS["verify_tls"]
+    request_timeout: dt.timedelta = DEFAULTS["request_timeout"]
+    log_format: str = DEFAULTS["log_format"]
+    log_level: str = DEFAULTS["log_level"]
+    command: Command = Command.RUN
+    output: str | None = None
+
+    @property
+    def merges_allowed(self) -> bool:
+        """False for `plan` and for `run --dry-run`."""
+        return self.command is Command.RUN and not self.dry_run
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as JSON-ready values, secrets replaced: for logs and the plan."""
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "basic_auth_password":
+                value = REDACTED if value else None
+            elif isinstance(value, dt.timedelta):
+                out[f"{field.name}_seconds"] = value.total_seconds()
+                continue
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, enum.Enum):
+                value = value.value
+            out[field.name] = value
+        return out
 
 
 class _ArgumentParser(argparse.ArgumentParser):

@@ -41,10 +41,6 @@ class CredentialsRefusedError(UnreachableError):
     """The cluster answered 401/403: signature, region, clock or permissions are wrong."""
 
 
-class GateError(UnreachableError):
-    """A start gate (cluster health) is not met; nothing was merged."""
-
-
 def refused_message(endpoint: str, status: object, service_message: object, sigv4: bool) -> str:
     """What to check when the cluster answers 401/403 to our requests."""
     said = f": {service_message}" if service_message else ""

@@ -14,7 +14,7 @@ from merge_job.auth import build_auth
 from merge_job.client import ClusterClient, build_client
 from merge_job.config import AuthMode, Settings
 from merge_job.errors import ExitCode, UnreachableError
-from merge_job.execute import Executor, health_ok
+from merge_job.execute import Scheduler, health_gate
 from merge_job.plan import Plan, build_plan
 from merge_job.report import plan_json, plan_table, run_summary
 
@@ -86,14 +86,7 @@ def run(
     for item in plan.merges:
         log.info("plan_merge", index=item.index, detail=item.detail)
 
-    gate_ok = health_ok(plan.health, settings.require_health)
-    if not gate_ok:
-        log.error(
-            "health_gate_failed",
-            health=plan.health,
-            require_health=settings.require_health,
-            detail="no merge starts",
-        )
+    gate_ok = health_gate(plan.health, settings.require_health)
 
     if not settings.merges_allowed:
         print_plan(plan, settings, out)
@@ -109,7 +102,7 @@ def run(
         return ExitCode.OK
 
     # A SIGTERM sets `stop` directly; the executor then reports reason "sigterm".
-    result = Executor(cluster, settings, plan, stop=stop, started_at=started).run()
+    result = Scheduler(cluster, settings, plan, stop=stop, started_at=started).run()
     code = result.exit_code
     if result.stop_reason is not None:
         reason = result.stop_reason.value

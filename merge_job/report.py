@@ -8,7 +8,8 @@ from typing import Any
 from tabulate import tabulate
 
 from merge_job.config import Settings
-from merge_job.execute import RunResult, Status
+from merge_job.execute import RunResult
+from merge_job.merge import Status
 from merge_job.plan import IndexPlan, Plan
 
 

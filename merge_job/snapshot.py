@@ -1,7 +1,9 @@
-"""What the planner knows about the cluster, parsed from a fixed set of API responses.
+"""The API answers merge-job reads, and the requests that ask for them; parsing is pure.
 
-Pure: `parse_snapshot(responses)` turns the raw JSON of the planning requests (see
-`client.PLANNING_REQUESTS`) into dataclasses. Tests feed it recorded responses.
+`PLANNING_REQUESTS` is the fixed catalogue of GETs a plan is built from, whatever the number
+of indices; `parse_snapshot(responses)` turns their raw JSON into a `ClusterSnapshot`. The
+parsers of the answers read while merging (per-index stats, task status, force-merge
+responses) live here too, so the client only sends requests. Tests feed recorded answers.
 """
 
 from __future__ import annotations
@@ -13,6 +15,50 @@ from dataclasses import dataclass, field
 from typing import Any
 
 STARTED = "STARTED"
+
+_STATS_FILTER = ",".join(
+    f"indices.*.shards.*.{f}"
+    for f in (
+        "routing.state",
+        "routing.primary",
+        "routing.node",
+        "segments.count",
+        "docs.count",
+        "docs.deleted",
+        "store.size_in_bytes",
+    )
+)
+# Per-copy stats of one index (`/<index>/_stats/...`): the same fields as planning reads.
+INDEX_STATS_PARAMS: Mapping[str, str] = {"level": "shards", "filter_path": _STATS_FILTER}
+
+# The planning snapshot: always exactly these requests, whatever the number of indices.
+PLANNING_REQUESTS: Mapping[str, tuple[str, Mapping[str, str]]] = {
+    "root": ("/", {}),
+    "health": ("/_cluster/health", {}),
+    "metadata": (
+        "/_cluster/state/metadata",
+        {
+            "filter_path": "metadata.indices.*.state,"
+            "metadata.indices.*.settings.index.creation_date,"
+            "metadata.indices.*.settings.index.hidden,"
+            "metadata.data_stream.data_stream.*.indices.index_name",
+        },
+    ),
+    "aliases": ("/_alias", {"expand_wildcards": "all"}),
+    "stats": (
+        "/_stats/segments,docs,store",
+        {"level": "shards", "expand_wildcards": "open,hidden", "filter_path": _STATS_FILTER},
+    ),
+    "shards": ("/_cat/shards", {"format": "json", "h": "index,shard,prirep,state,id"}),
+    "nodes_fs": (
+        "/_nodes/stats/fs",
+        {"filter_path": "nodes.*.name,nodes.*.fs.total.available_in_bytes"},
+    ),
+    "tasks": (
+        "/_tasks",
+        {"actions": "indices:admin/forcemerge*", "detailed": "true"},
+    ),
+}
 
 _MERGE_DESCRIPTION_RE = re.compile(r"indices\s*\[(?P<indices>[^\]]*)\]")
 
@@ -52,9 +98,7 @@ class MergeTask:
     """A force-merge task running somewhere in the cluster."""
 
     task_id: str
-    action: str
     index_expressions: tuple[str, ...]  # as the request named them, may be wildcards
-    description: str
 
 
 @dataclass(frozen=True)
@@ -155,9 +199,7 @@ def parse_merge_tasks(tasks: Mapping[str, Any]) -> tuple[MergeTask, ...]:
             out.append(
                 MergeTask(
                     task_id=str(task_id),
-                    action=str(task.get("action", "")),
                     index_expressions=expressions,
-                    description=description,
                 )
             )
     return tuple(out)
@@ -218,3 +260,38 @@ def parse_snapshot(responses: Mapping[str, Any]) -> ClusterSnapshot:
         node_names=names,
         merge_tasks=parse_merge_tasks(responses["tasks"] or {}),
     )
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """A force-merge task as `GET /_tasks/<id>` reports it."""
+
+    completed: bool
+    error: str | None  # set when the task finished with an error or shard failures
+
+
+RUNNING = TaskStatus(completed=False, error=None)
+
+
+def parse_task_status(body: Mapping[str, Any]) -> TaskStatus:
+    """The status of a task from its `GET /_tasks/<id>` answer."""
+    if not body.get("completed"):
+        return RUNNING
+    error = body.get("error")
+    if error:
+        reason = error.get("reason") if isinstance(error, dict) else error
+        return TaskStatus(completed=True, error=str(reason))
+    return TaskStatus(completed=True, error=shard_failures(body.get("response") or {}))
+
+
+def shard_failures(response: Mapping[str, Any]) -> str | None:
+    """A message when a force-merge response reports failed shards, else None."""
+    shards = response.get("_shards") or {}
+    failed = int(shards.get("failed") or 0)
+    if not failed:
+        return None
+    reasons = [
+        str((f.get("reason") or {}).get("reason") or f.get("reason"))
+        for f in shards.get("failures") or []
+    ]
+    return f"{failed} shard(s) failed" + (": " + "; ".join(reasons[:3]) if reasons else "")

@@ -16,8 +16,9 @@ import structlog
 
 from merge_job import job
 from merge_job.cli import main
-from merge_job.client import PLANNING_REQUESTS, ClusterClient
+from merge_job.client import ClusterClient
 from merge_job.errors import CredentialsError
+from merge_job.snapshot import PLANNING_REQUESTS
 
 RESPONSES = Path(__file__).parent / "fixtures" / "responses" / "opensearch-2.19"
 ENV = {"ES_DOMAIN_ENDPOINT": "http://127.0.0.1:9", "LOG_FORMAT": "json", "MERGE_MIN_AGE": "0"}

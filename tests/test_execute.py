@@ -13,20 +13,15 @@ from typing import Any
 import opensearchpy
 import pytest
 
-from merge_job.client import (
-    PLANNING_REQUESTS,
-    ClusterClient,
-    IndexGoneError,
-    RetryableStatusError,
-    TaskStatus,
-)
+from merge_job.client import ClusterClient, IndexGoneError, RetryableStatusError
 from merge_job.config import Settings
 from merge_job.errors import CredentialsRefusedError, ExitCode
-from merge_job.execute import Executor, RunResult, Status, StopReason
+from merge_job.execute import RunResult, Scheduler, StopReason
+from merge_job.merge import IndexMerge, MergeStopped, Pacing, Status, Step
 from merge_job.plan import Decision, IndexPlan, Plan
-from merge_job.snapshot import ShardCopy
+from merge_job.snapshot import PLANNING_REQUESTS, ShardCopy, TaskStatus
 
-FAST = {"poll_initial_s": 0.001, "poll_max_s": 0.005, "verify_delays_s": (0.0, 0.001)}
+FAST = Pacing(poll_initial_s=0.001, poll_max_s=0.005, verify_delays_s=(0.0, 0.001))
 
 
 def copies(segments: int, nodes: tuple[str, ...] = ("n1",)) -> tuple[ShardCopy, ...]:
@@ -102,14 +97,123 @@ def plan_of(
     )
 
 
-def execute(cluster: FakeCluster, plan: Plan, **settings: Any) -> tuple[RunResult, Executor]:
+def execute(cluster: FakeCluster, plan: Plan, **settings: Any) -> tuple[RunResult, Scheduler]:
     settings.setdefault("endpoint", "http://127.0.0.1:9200")
-    executor = Executor(cluster, Settings(**settings), plan, **FAST)  # type: ignore[arg-type]
-    return executor.run(), executor
+    scheduler = Scheduler(cluster, Settings(**settings), plan, pacing=FAST)
+    return scheduler.run(), scheduler
 
 
 def statuses(result: RunResult) -> dict[str, Status]:
     return {o.index: o.status for o in result.outcomes}
+
+
+def steps_of(merge: IndexMerge) -> list[Step]:
+    """Drive one merge by hand, without threads, recording every state it passes."""
+    steps = [merge.step]
+    while merge.step is not Step.DONE:
+        merge.advance()
+        steps.append(merge.step)
+    return steps
+
+
+def one_merge(
+    cluster: FakeCluster, name: str = "a", task: bool = True, **settings: Any
+) -> IndexMerge:
+    settings.setdefault("endpoint", "http://127.0.0.1:9200")
+    [item] = plan_of(name, task=task).merges
+    return IndexMerge(cluster, Settings(**settings), item, use_task=task, pacing=FAST)
+
+
+def test_a_task_merge_walks_check_submit_poll_verify() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    cluster.task_script["a"] = [TaskStatus(False, None)]
+    merge = one_merge(cluster)
+    assert steps_of(merge) == [
+        Step.CHECK,
+        Step.SUBMIT,
+        Step.POLL,
+        Step.POLL,  # not completed yet: poll again
+        Step.VERIFY,
+        Step.DONE,
+    ]
+    assert merge.outcome.status is Status.MERGED
+    assert merge.attempt == 1
+
+
+def test_a_vanished_task_is_decided_from_the_index_and_resent_once() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    cluster.merge_on_post = False
+    cluster.task_script["a"] = [None, None]
+    merge = one_merge(cluster)
+    steps = steps_of(merge)
+    assert steps == [
+        Step.CHECK,
+        Step.SUBMIT,
+        Step.POLL,
+        Step.TASK_VANISHED,
+        Step.SUBMIT,  # attempt 2: nothing ran and the counts stayed
+        Step.POLL,
+        Step.TASK_VANISHED,
+        Step.DONE,
+    ]
+    assert merge.attempt == 2
+    assert merge.outcome.status is Status.FAILED
+    assert merge.outcome.detail == "merge task vanished twice without finishing"
+
+
+def test_a_refused_task_parameter_switches_this_merge_to_blocking() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    cluster.post_error["a"] = opensearchpy.TransportError(
+        400, "illegal_argument_exception", "contains unrecognized parameter: [wait_for_completion]"
+    )
+    merge = one_merge(cluster)
+    assert steps_of(merge) == [Step.CHECK, Step.SUBMIT, Step.SUBMIT, Step.VERIFY, Step.DONE]
+    assert merge.task_refused and not merge.use_task
+    assert merge.attempt == 1  # the refused request started nothing
+    assert merge.outcome.status is Status.MERGED
+
+
+def test_a_cut_blocking_call_is_watched_never_resent_while_a_merge_runs() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    cluster.merge_on_post = False
+    cluster.post_error["a"] = opensearchpy.ConnectionTimeout("TIMEOUT", "read timed out", None)
+    cluster.running_expressions = [("a",)]
+    merge = one_merge(cluster, task=False)
+    for expected in (Step.CHECK, Step.SUBMIT, Step.WATCH, Step.WATCH, Step.WATCH, Step.WATCH):
+        assert merge.step is expected
+        merge.advance()
+    cluster.segments["a"] = 1  # the merge ends server-side
+    merge.advance()
+    assert merge.step is Step.VERIFY
+    assert merge.run().status is Status.MERGED
+    assert len(cluster.posts) == 1
+
+
+def test_expunge_only_has_no_segment_target() -> None:
+    cluster = FakeCluster()
+    merge = one_merge(cluster, only_expunge_deletes=True)
+    assert not merge.target_reached(copies(1))  # completion is the task's word
+    merge = one_merge(cluster)
+    assert merge.target_reached(copies(1)) and not merge.target_reached(copies(2))
+    assert not merge.target_reached(())
+
+
+def test_a_stop_leaves_a_polled_merge_running() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    cluster.task_script["a"] = [TaskStatus(False, None)] * 100
+    merge = one_merge(cluster)
+    for _ in range(3):
+        merge.advance()
+    assert merge.step is Step.POLL
+    merge.stop.set()
+    with pytest.raises(MergeStopped):
+        merge.advance()
+    assert merge.task_id == "node:1"
 
 
 def test_task_merge_is_polled_and_verified() -> None:
@@ -302,10 +406,10 @@ def test_sigterm_leaves_running_merges_running_and_exits_4() -> None:
     cluster.task_script["a"] = [TaskStatus(False, None)] * 10_000
     stop = threading.Event()
     settings = Settings(endpoint="http://127.0.0.1:9200")
-    executor = Executor(cluster, settings, plan_of("a", "b"), stop=stop, **FAST)  # type: ignore[arg-type]
+    scheduler = Scheduler(cluster, settings, plan_of("a", "b"), stop=stop, pacing=FAST)
     timer = threading.Timer(0.05, stop.set)  # what the SIGTERM handler does
     timer.start()
-    result = executor.run()
+    result = scheduler.run()
     timer.join()
     assert result.stop_reason is StopReason.SIGTERM
     assert result.still_running == {"a": "node:1"}
