@@ -48,3 +48,15 @@ def test_iam_policies_in_the_readme_are_the_audited_ones_in_docs_iam() -> None:
     audited = re.findall(r"```json\n(.*?)```", iam, re.S)[:2]
     shown = re.findall(r"```json\n(.*?)```", readme_section("IAM role for IRSA"), re.S)
     assert shown == audited
+
+
+def test_layout_table_names_every_module_of_the_package() -> None:
+    text = README.read_text()
+    start = text.index("## How the code is laid out\n")
+    section = text[start : text.index("\n## ", start + 1)]
+    documented = set(re.findall(r"`merge_job/(\w+\.py)`", section))
+    documented |= set(re.findall(r"`(\w+\.py)`", section))
+    package = README.parent / "merge_job"
+    modules = {p.name for p in package.glob("*.py")} - {"__init__.py"}
+    assert modules - documented == set(), "modules missing from the README layout table"
+    assert documented - modules == set(), "README layout table names modules that do not exist"
