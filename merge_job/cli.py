@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from merge_job.config import parse_settings
+from merge_job.config import Settings, build_parser, parse_settings
 from merge_job.errors import ConfigError, ExitCode, MergeJobError
+
+if TYPE_CHECKING:
+    from merge_job.terminal import RunView
 
 _SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
@@ -43,8 +47,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from merge_job.logs import configure_logging
 
+    view = _terminal_view(settings, argv, started)
     configure_logging(
-        settings.log_format, settings.log_level, secrets=[settings.basic_auth_password or ""]
+        settings.log_format,
+        settings.log_level,
+        secrets=[settings.basic_auth_password or ""],
+        view=view,
     )
     log = _logger()
     log.info("config", **settings.redacted())
@@ -59,16 +67,46 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = threading.Event()
     previous = _install_stop_handlers(stop)
+    code = int(ExitCode.MERGE_FAILED)
     try:
         from merge_job import job
 
-        return int(job.run(settings, stop, started))
+        code = int(
+            job.run(settings, stop, started, on_plan=view.show_plan if view is not None else None)
+        )
     except MergeJobError as err:
         log.error("run_failed", error=str(err), exit_code=int(err.exit_code))
-        return int(err.exit_code)
+        code = int(err.exit_code)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        if view is not None:
+            view.finish(code)
+    return code
+
+
+def _terminal_view(
+    settings: Settings, argv: Sequence[str] | None, started: float
+) -> RunView | None:
+    """The display for a person: `run` that merges, LOG_FORMAT=auto, stderr a terminal.
+
+    LOG_FORMAT=json or console keeps those lines (piping into jq, a log collector), and
+    `plan` / `--dry-run` print the plan table as before.
+    """
+    if not (settings.merges_allowed and settings.log_format == "auto" and sys.stderr.isatty()):
+        return None
+    from merge_job.terminal import RunView, cluster_stats_reader
+
+    # parse_settings has accepted these arguments already; --quiet is presentation only
+    # and so not part of Settings (nor of the `config` event or the plan document).
+    quiet = bool(getattr(build_parser().parse_args(argv), "quiet", False))
+    return RunView(
+        settings,
+        sys.stderr,
+        quiet=quiet,
+        stats_reader=lambda: cluster_stats_reader(settings),
+        started=started,
+    )
 
 
 def _logger() -> Any:

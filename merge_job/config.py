@@ -635,6 +635,13 @@ def _settings_parent() -> _ArgumentParser:
         default=argparse.SUPPRESS,
         help="plan document format on stdout (default: table on a TTY, json otherwise)",
     )
+    group.add_argument(
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="on a terminal, `run` shows only warnings, errors and the closing summary "
+        "(no plan table, no progress); JSON lines are unaffected",
+    )
     return parent
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import threading
+from collections.abc import Callable
 from typing import TextIO
 
 import opensearchpy
@@ -67,15 +68,19 @@ def run(
     stop: threading.Event,
     started: float,
     out: TextIO | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
 ) -> ExitCode:
     """Plan, log every skip, then merge (unless `plan`/dry run). Returns the exit code.
 
     `stop` is set by SIGTERM; `started` (monotonic) is when the deadline clock started.
+    `on_plan` sees the plan before anything is logged about it (the terminal display).
     Raises MergeJobError subclasses for unreachable clusters and missing credentials.
     """
     out = out if out is not None else sys.stdout
     cluster = connect(settings)
     plan = read_plan(cluster, settings, now=dt.datetime.now(dt.UTC))
+    if on_plan is not None:
+        on_plan(plan)
     for item in plan.skips:
         log.info(
             "plan_skip",

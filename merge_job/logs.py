@@ -10,10 +10,13 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
+
+if TYPE_CHECKING:
+    from merge_job.terminal import RunView
 
 REDACTED = "***"
 
@@ -105,15 +108,29 @@ def configure_logging(
     level: str = "info",
     secrets: Iterable[str] = (),
     stream: TextIO | None = None,
+    view: RunView | None = None,
 ) -> None:
-    """Route structlog and stdlib logging through one formatter to stderr (or `stream`)."""
+    """Route structlog and stdlib logging through one formatter to stderr (or `stream`).
+
+    With `view` (a person watching `run` on a terminal) the events feed that display
+    instead, and only the lines it wants are printed (merge_job/terminal.py).
+    """
     stream = stream if stream is not None else sys.stderr
     redactor = Redactor(secrets)
-    renderer: Processor = (
-        structlog.dev.ConsoleRenderer(colors=False)
-        if _uses_console(log_format, stream)
-        else structlog.processors.JSONRenderer(sort_keys=False)
-    )
+    renderer: Processor
+    handler: logging.Handler
+    if view is not None:
+        from merge_job.terminal import TerminalHandler, view_processor
+
+        renderer = view_processor(view)
+        handler = TerminalHandler(view)
+    else:
+        renderer = (
+            structlog.dev.ConsoleRenderer(colors=False)
+            if _uses_console(log_format, stream)
+            else structlog.processors.JSONRenderer(sort_keys=False)
+        )
+        handler = logging.StreamHandler(stream)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
@@ -125,24 +142,21 @@ def configure_logging(
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             # Structured tracebacks without frame locals: locals can hold credentials.
-            structlog.processors.ExceptionRenderer(
-                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
-            )
-            if not isinstance(renderer, structlog.dev.ConsoleRenderer)
-            else _noop,
+            _exception_processor(renderer, view is not None),
             redactor,
             _leading_keys,
             renderer,
         ],
     )
-    handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     numeric = getattr(logging, level.upper(), logging.INFO)
-    root.setLevel(numeric)
+    # The display is drawn from info events (merge_started, ...) whatever LOG_LEVEL says;
+    # the view itself prints only lines at or above LOG_LEVEL.
+    root.setLevel(min(numeric, logging.INFO) if view is not None else numeric)
     # Library loggers: request lines only when debugging; botocore never below INFO
     # (its debug output includes request parameters such as web identity tokens).
     # opensearch-py logs every non-2xx response (an expected 404 included) as a warning
@@ -179,3 +193,15 @@ def _leading_keys(logger: WrappedLogger, method_name: str, event_dict: EventDict
 
 def _noop(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     return event_dict
+
+
+def _exception_processor(renderer: Processor, for_a_person: bool) -> Processor:
+    """Tracebacks as structured data for JSON; as text for the console and the terminal
+    view (never with frame locals: locals can hold credentials)."""
+    if for_a_person:
+        return structlog.processors.format_exc_info
+    if isinstance(renderer, structlog.dev.ConsoleRenderer):
+        return _noop
+    return structlog.processors.ExceptionRenderer(
+        structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+    )

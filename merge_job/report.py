@@ -38,7 +38,8 @@ def plan_json(plan: Plan, settings: Settings) -> str:
     return json.dumps(plan_document(plan, settings), indent=2) + "\n"
 
 
-def _size(value: int | None) -> str:
+def human_size(value: int | None) -> str:
+    """Bytes as B, KiB, MiB, GiB or TiB ("" when unknown)."""
     if value is None:
         return ""
     size = float(value)
@@ -66,7 +67,7 @@ def plan_table(plan: Plan) -> str:
             item.decision.value,
             item.reason.value if item.reason else "",
             "" if item.max_segments_per_copy is None else item.max_segments_per_copy,
-            _size(item.store_bytes),
+            human_size(item.store_bytes),
             _age(item.age_seconds),
             item.detail,
         )

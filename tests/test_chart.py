@@ -28,11 +28,14 @@ from tests.conftest import docker_required
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "merge-job"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
-ENVIRONMENTS = ("default", "staging", "production")
+ENVIRONMENTS = ("local", "staging", "production")
 # The newest minor whose schemas the pinned kubernetes-validate ships; the chart's
 # kubeVersion floor (1.27, CronJob timeZone GA) is documented in Chart.yaml.
 KUBERNETES_VERSION = "1.37.0"
 RELEASE = "nightly"
+# The one value without a default: the chart refuses to render without it.
+ENDPOINT = "https://search-logs-abc123.ap-northeast-1.es.amazonaws.com"
+ONLY_ENDPOINT = ("--set", f"config.endpoint={ENDPOINT}")
 
 Doc = dict[str, Any]
 
@@ -107,7 +110,8 @@ def container_env(docs: list[Doc]) -> dict[str, Any]:
 
 
 def values_args(values_file: Path | None) -> list[str]:
-    return [] if values_file is None else ["-f", str(values_file)]
+    """The chart's defaults plus the required endpoint, or one ci/ values file."""
+    return list(ONLY_ENDPOINT) if values_file is None else ["-f", str(values_file)]
 
 
 VALUES_CASES = [None, *CI_VALUES]
@@ -231,7 +235,7 @@ def test_every_rendered_document_is_valid_and_restricted(values_file: Path | Non
 
 def test_restricted_check_catches_what_it_should() -> None:
     """The Pod Security check itself: each weakening is reported."""
-    base = pod_spec(helm_template())
+    base = pod_spec(helm_template(*ONLY_ENDPOINT))
     assert restricted_violations(base) == []
     weakened: list[Doc] = [
         {"hostNetwork": True},
@@ -249,7 +253,7 @@ def test_restricted_check_catches_what_it_should() -> None:
 
 
 def test_cronjob_defaults() -> None:
-    docs = helm_template()
+    docs = helm_template(*ONLY_ENDPOINT)
     assert sorted(doc["kind"] for doc in docs) == ["CronJob", "ServiceAccount"]
     cronjob = cronjob_of(docs)
     assert cronjob["apiVersion"] == "batch/v1"
@@ -280,9 +284,39 @@ def test_cronjob_defaults() -> None:
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     [tmp] = [volume for volume in pod["volumes"] if volume["name"] == "tmp"]
     assert "emptyDir" in tmp
+    assert env["ES_DOMAIN_ENDPOINT"] == ENDPOINT
     # Unset settings are not rendered, so the job's own defaults apply.
-    assert "ES_DOMAIN_ENDPOINT" not in env
     assert "MERGE_INDEX_PATTERNS" not in env
+
+
+ENDPOINT_REQUIRED = "config.endpoint is required: the OpenSearch endpoint to merge"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--set", "config.endpoint="],
+        ["--set", "config.endpoint=", "--set", "config.dryRun=true"],
+    ],
+    ids=["defaults", "empty", "empty-dry-run"],
+)
+def test_chart_refuses_to_render_without_an_endpoint(args: list[str]) -> None:
+    """No CronJob that would install cleanly and then exit 2 every night."""
+    result = run([tool("helm"), "template", RELEASE, str(CHART), *args])
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert ENDPOINT_REQUIRED in result.stderr, result.stderr
+    # The message says what to set and the accepted form.
+    assert "https://host[:port]" in result.stderr
+    assert "--set config.endpoint=https://" in result.stderr
+
+
+def test_lint_without_an_endpoint_names_it() -> None:
+    """`helm lint` relaxes `required` by design (so charts with required values lint), but
+    it still names the missing value."""
+    result = run([tool("helm"), "lint", "--strict", str(CHART)])
+    assert f"Missing required value: {ENDPOINT_REQUIRED}" in result.stdout + result.stderr
 
 
 def contract_env_names() -> set[str]:
@@ -418,7 +452,7 @@ def test_notes_state_the_schedule_and_a_manual_run(tmp_path: Path) -> None:
     assert '"5 1 * * *" in time zone Asia/Tokyo' in notes
     assert "kubectl -n search create job --from=cronjob/nightly-merge-job" in notes
     assert "WARNING" not in notes
-    assert "WARNING: config.endpoint is empty" in render_notes(tmp_path)
+    assert "Endpoint: https://search.example:443\n" in notes
 
 
 # --- helmfile ----------------------------------------------------------------------------
@@ -450,6 +484,56 @@ def deep_merge(base: Doc, override: Doc) -> Doc:
     return out
 
 
+NO_ENVIRONMENT = "no helmfile environment chosen: run helmfile with -e staging, -e production"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["template"],
+        ["--environment", "default", "template"],
+        # What the Argo CD plugin runs when the Application lost its HELMFILE_ENVIRONMENT.
+        ["--environment", "", "template"],
+        ["sync"],
+        ["apply"],
+        ["destroy"],
+    ],
+    ids=["template", "default", "empty", "sync", "apply", "destroy"],
+)
+def test_helmfile_without_an_environment_deploys_nothing(args: list[str], tmp_path: Path) -> None:
+    """`default` stops with a message before helm is called, so no cluster is touched.
+
+    The kubeconfig names an unreachable loopback API server: had helmfile gone on to helm,
+    the error would be a connection error, not the message.
+    """
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    result = subprocess.run(
+        [tool("helmfile"), *args],
+        cwd=REPO,
+        env={**tool_env(), "KUBECONFIG": str(kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert NO_ENVIRONMENT in result.stderr, result.stderr
+    assert load_docs(result.stdout) == []
+    assert "127.0.0.1:9" not in result.stderr
+
+
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_helmfile_environment_renders_valid_restricted_manifests(environment: str) -> None:
     docs = helmfile_template(environment)
@@ -459,6 +543,46 @@ def test_helmfile_environment_renders_valid_restricted_manifests(environment: st
     assert restricted_violations(pod_spec(docs)) == []
     env = container_env(docs)
     assert env["ES_DOMAIN_ENDPOINT"] == values["chart"]["config"]["endpoint"]
+
+
+def test_helmfile_lists_exactly_the_environments_it_deploys() -> None:
+    """Every environments/<name>.yaml besides common is one named environment."""
+    files = {path.stem for path in (REPO / "environments").glob("*.yaml")} - {"common"}
+    assert files == set(ENVIRONMENTS)
+    declared = yaml.safe_load_all((REPO / "helmfile.yaml").read_text())
+    assert set(next(declared)["environments"]) == {"default", *ENVIRONMENTS}
+
+
+IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
+
+
+def documented_trust_subjects() -> dict[str, list[str]]:
+    """The IRSA trust policies' `sub` values in each document that shows one."""
+    found: dict[str, list[str]] = {}
+    for name in ("README.md", "docs/iam.md", "docs/deploy.md"):
+        text = (REPO / name).read_text()
+        found[name] = re.findall(r':sub": "(system:serviceaccount:[^"]*)"', text)
+    return found
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_documented_trust_policy_names_what_the_environment_deploys(environment: str) -> None:
+    """The `sub` in the docs is system:serviceaccount:<namespace>:<service account> of the
+    rendered release; a mismatch makes every pod fail AssumeRoleWithWebIdentity."""
+    docs = helmfile_template(environment)
+    cronjob = cronjob_of(docs)
+    subject = (
+        f"system:serviceaccount:{cronjob['metadata']['namespace']}:"
+        f"{pod_spec(docs)['serviceAccountName']}"
+    )
+    accounts = by_kind(docs, "ServiceAccount")
+    roles = [(a["metadata"].get("annotations") or {}).get(IRSA_ANNOTATION) for a in accounts]
+    if not any(roles):
+        # No IRSA role here (a local cluster): the trust policy does not apply to it.
+        assert environment == "local"
+        return
+    for document, subjects in documented_trust_subjects().items():
+        assert subjects == [subject], f"{document}: {subjects}; {environment} deploys {subject}"
 
 
 def test_production_environment() -> None:
@@ -491,6 +615,51 @@ def test_helmfile_installed_switch(tmp_path: Path) -> None:
     result = run([tool("helmfile"), "--environment", "staging", "template"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert load_docs(result.stdout) == []
+
+
+# --- docs/migrate.md ------------------------------------------------------------------------
+
+MIGRATE = REPO / "docs" / "migrate.md"
+
+
+def test_migration_guide_is_linked() -> None:
+    assert "(docs/migrate.md)" in (REPO / "README.md").read_text()
+    assert "(migrate.md)" in (REPO / "docs" / "deploy.md").read_text()
+
+
+def test_migration_guide_names_values_the_chart_has() -> None:
+    """Every `chart.…` value the guide tells you to set exists in values.yaml."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    named = set(re.findall(r"`chart\.([A-Za-z.]+[A-Za-z])", MIGRATE.read_text()))
+    assert len(named) >= 15
+    for key in sorted(named):
+        node: Any = values
+        for part in key.split("."):
+            assert isinstance(node, dict) and part in node, f"docs/migrate.md names chart.{key}"
+            node = node[part]
+
+
+def test_migration_guide_commands_name_what_production_deploys() -> None:
+    docs = helmfile_template("production")
+    cronjob = cronjob_of(docs)
+    namespace, name = cronjob["metadata"]["namespace"], cronjob["metadata"]["name"]
+    account = pod_spec(docs)["serviceAccountName"]
+    text = MIGRATE.read_text()
+    command_re = r"kubectl -n (\S+) (?:get cronjob |create job --from=cronjob/)(\S+)"
+    commands = re.findall(command_re, text)
+    assert len(commands) >= 3
+    for command_namespace, target in commands:
+        if command_namespace != "<old":  # the old deployment's own commands
+            assert (command_namespace, target) == (namespace, name)
+    # The trust policy during the switch admits the new subject next to the old one.
+    assert f'"system:serviceaccount:{namespace}:{account}"' in text
+    # The message the guide and deploy.md quote is the one helmfile prints.
+    gotmpl = (REPO / "deploy" / "merge-job.yaml.gotmpl").read_text()
+    quoted = (
+        "no helmfile environment chosen: run helmfile with -e staging, -e production or\n-e local"
+    )
+    assert quoted in text
+    assert quoted.replace("\n", " ") in gotmpl
 
 
 # --- chart README --------------------------------------------------------------------------

@@ -254,3 +254,31 @@ def test_chart_pod_in_docker_merges_real_indices(image: str, cluster: OpenSearch
     for index in old:
         assert set(segment_counts(client, index).values()) == {1}, index
     assert segment_counts(client, young) == young_before
+
+
+@pytest.mark.one_version
+def test_docker_run_on_a_terminal_shows_the_run_display(
+    image: str, cluster: OpenSearchNode
+) -> None:
+    """`docker run -t … run`, as an operator merges by hand: the display, not JSON lines."""
+    today = datetime.now(UTC).date()
+    [index] = daily_indices(
+        cluster.client, "ttyimage", days=1, first_day=today - timedelta(days=3), segments=4
+    )
+    result = docker_run(
+        [
+            "-t", *HARDENED[:-2], "--network", "host",
+            "--env", f"ES_DOMAIN_ENDPOINT={cluster.url}", "--env", "MERGE_AUTH=none",
+            "--env", "MERGE_INDEX_PATTERNS=ttyimage-*", "--env", "MERGE_NAME_DATE_FORMAT=%Y.%m.%d",
+            image, "run",
+        ],
+        timeout=600,
+    )  # fmt: skip
+    # With -t the container's stdout and stderr are one terminal, read here as stdout.
+    screen = result.stdout
+    assert result.returncode == 0, screen
+    assert re.search(rf"✔ 1/1 {index} \([\d.]+KiB\) merged: 4 → 1 segments", screen), screen
+    assert re.search(rf"{index}\s+│ merged\s+│ 4 → 1", screen), screen
+    assert "exit 0: done" in screen
+    assert '"event"' not in screen
+    assert set(segment_counts(cluster.client, index).values()) == {1}

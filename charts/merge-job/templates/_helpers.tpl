@@ -72,10 +72,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* The OpenSearch endpoint. Rendering stops without one: a CronJob without an endpoint would install cleanly and then fail (exit 2) every night. */}}
+{{- define "merge-job.endpoint" -}}
+{{- required "config.endpoint is required: the OpenSearch endpoint to merge (ES_DOMAIN_ENDPOINT), as https://host[:port], http://host[:port] or a bare host meaning https; e.g. --set config.endpoint=https://search-<domain>.<region>.es.amazonaws.com" .Values.config.endpoint }}
+{{- end }}
+
 {{/* The container environment rendered from .Values.config (names from docs/contract.md). */}}
 {{- define "merge-job.env" -}}
 {{- $c := .Values.config }}
-{{- include "merge-job.envVar" (list "ES_DOMAIN_ENDPOINT" $c.endpoint) }}
+{{- include "merge-job.envVar" (list "ES_DOMAIN_ENDPOINT" (include "merge-job.endpoint" .)) }}
 {{- include "merge-job.envVar" (list "MERGE_INDEX_PATTERNS" $c.indexPatterns) }}
 {{- include "merge-job.envVar" (list "MERGE_EXCLUDE_PATTERNS" $c.excludePatterns) }}
 {{- include "merge-job.envVar" (list "MERGE_MIN_AGE" $c.minAge) }}
