@@ -36,6 +36,7 @@ from merge_job.snapshot import (
     parse_copies,
     parse_merge_tasks,
     parse_snapshot,
+    unreadable_indices,
 )
 
 log = structlog.get_logger("merge_job.client")
@@ -59,17 +60,37 @@ _STATS_FILTER = ",".join(
     )
 )
 
+# Planning requests over every index that fail as a whole on a metadata-blocked one.
+_ALL_INDICES_READS = ("aliases", "stats")
+
+# Index settings the planner reads from the cluster state (subtrees, in its nested form).
+_INDEX_SETTINGS = (
+    "creation_date",
+    "hidden",
+    "blocks",  # read_only, read_only_allow_delete, metadata, write, read
+    "store.type",  # snapshot / remote_snapshot: a searchable snapshot
+    "routing.allocation.require",  # box_type (UltraWarm), _name (a shrink source)
+    "resize.source",  # name/uuid: a shrink/split/clone target
+    "plugins.replication.follower.leader_index",  # OpenSearch cross-cluster replication
+    "xpack.ccr.following_index",  # Elasticsearch cross-cluster replication
+)
+
 # The planning snapshot: always exactly these requests, whatever the number of indices.
 PLANNING_REQUESTS: Mapping[str, tuple[str, Mapping[str, str]]] = {
     "root": ("/", {}),
     "health": ("/_cluster/health", {}),
     "metadata": (
-        "/_cluster/state/metadata",
+        "/_cluster/state/metadata,blocks",
         {
-            "filter_path": "metadata.indices.*.state,"
-            "metadata.indices.*.settings.index.creation_date,"
-            "metadata.indices.*.settings.index.hidden,"
-            "metadata.data_stream.data_stream.*.indices.index_name",
+            "filter_path": ",".join(
+                [
+                    "metadata.indices.*.state",
+                    "metadata.data_stream.data_stream.*.indices.index_name",
+                    # Blocks in force (settings-based or set by a plugin), with their levels.
+                    "blocks.indices",
+                    *(f"metadata.indices.*.settings.index.{name}" for name in _INDEX_SETTINGS),
+                ]
+            ),
         },
     ),
     "aliases": ("/_alias", {"expand_wildcards": "all"}),
@@ -77,7 +98,24 @@ PLANNING_REQUESTS: Mapping[str, tuple[str, Mapping[str, str]]] = {
         "/_stats/segments,docs,store",
         {"level": "shards", "expand_wildcards": "open,hidden", "filter_path": _STATS_FILTER},
     ),
-    "shards": ("/_cat/shards", {"format": "json", "h": "index,shard,prirep,state,id"}),
+    "shards": (
+        "/_cluster/state/routing_table",
+        {
+            "filter_path": ",".join(
+                f"routing_table.indices.*.shards.*.{field}"
+                for field in (
+                    "state",
+                    "primary",
+                    "node",
+                    "shard",
+                    "unassigned_info.reason",
+                    "unassigned_info.at",
+                    "unassigned_info.delayed",
+                    "unassigned_info.allocation_status",
+                )
+            )
+        },
+    ),
     "nodes_fs": (
         "/_nodes/stats/fs",
         {"filter_path": "nodes.*.name,nodes.*.fs.total.available_in_bytes"},
@@ -187,6 +225,11 @@ def index_path(index: str, *rest: str) -> str:
     return "/" + "/".join([urllib.parse.quote(index, safe=""), *rest])
 
 
+def is_cluster_block(err: opensearchpy.TransportError) -> bool:
+    """True for `cluster_block_exception` (an index or cluster block, e.g. read-only)."""
+    return "cluster_block_exception" in f"{err.error} {str(err.info)[:500]}"
+
+
 class IndexGoneError(Exception):
     """The index was deleted (404)."""
 
@@ -249,6 +292,10 @@ class ClusterClient:
                 self.client.transport.perform_request, method, path, params=dict(params or {})
             )
         except (opensearchpy.AuthenticationException, opensearchpy.AuthorizationException) as err:
+            if is_cluster_block(err):
+                # 403 from an index block, not from our credentials: the caller reports
+                # the index as failed with the server's reason; the run goes on.
+                raise
             raise CredentialsRefusedError(
                 refused_message(
                     self.endpoint, err.status_code, service_message(err.info), sigv4=self.sigv4
@@ -262,8 +309,21 @@ class ClusterClient:
     # -- planning --------------------------------------------------------------
 
     def planning_responses(self) -> dict[str, Any]:
-        """The raw responses of PLANNING_REQUESTS (fixed count, whatever the index count)."""
-        return {key: self.get(path, params) for key, (path, params) in PLANNING_REQUESTS.items()}
+        """The raw responses of PLANNING_REQUESTS (fixed count, whatever the index count).
+
+        An index with `index.blocks.metadata` makes the stats and aliases APIs refuse the
+        whole request (403 cluster_block_exception), so when the cluster state (read
+        first) shows one, those two requests name every index but the blocked ones.
+        """
+        responses: dict[str, Any] = {}
+        for key, (path, params) in PLANNING_REQUESTS.items():
+            prefix = ""
+            if key in _ALL_INDICES_READS and responses.get("metadata"):
+                unreadable = unreadable_indices(responses["metadata"])
+                if unreadable:
+                    prefix = index_path(",".join(["*", *(f"-{i}" for i in unreadable)]))
+            responses[key] = self.get(prefix + path, params)
+        return responses
 
     def snapshot(self) -> ClusterSnapshot:
         return parse_snapshot(self.planning_responses())
@@ -315,7 +375,12 @@ class ClusterClient:
             query["request_timeout"] = timeout_s  # read by the transport, not sent
 
         def rejected(err: BaseException) -> bool:
-            return isinstance(err, RetryableStatusError) and err.status_code == 429
+            # A flood-stage block also answers 429, but waiting does not lift it.
+            return (
+                isinstance(err, RetryableStatusError)
+                and err.status_code == 429
+                and not is_cluster_block(err)
+            )
 
         return self._request(rejected, "POST", index_path(index, "_forcemerge"), query)
 

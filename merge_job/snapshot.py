@@ -37,6 +37,22 @@ class ShardCopy:
 
 
 @dataclass(frozen=True)
+class IndexBlock:
+    """A block the cluster state holds on an index (`blocks.indices.<index>.<id>`)."""
+
+    block_id: str
+    description: str
+    levels: tuple[str, ...]  # read, write, metadata_read, metadata_write
+
+    @property
+    def refuses_forcemerge(self) -> bool:
+        """Force-merge checks the METADATA_WRITE level: `index.blocks.read_only`,
+        `read_only_allow_delete` and `metadata` refuse it; `index.blocks.write` and
+        `index.blocks.read` do not."""
+        return "metadata_write" in self.levels
+
+
+@dataclass(frozen=True)
 class IndexInfo:
     """Index metadata from the cluster state and the aliases API."""
 
@@ -45,6 +61,25 @@ class IndexInfo:
     hidden: bool
     creation_date: dt.datetime | None
     aliases: Mapping[str, bool | None] = field(default_factory=dict)  # alias -> is_write_index
+    # The index settings the planner reads (see client.PLANNING_REQUESTS), flattened to
+    # dotted names as `GET <index>/_settings?flat_settings=true` shows them.
+    settings: Mapping[str, str] = field(default_factory=dict)
+    blocks: tuple[IndexBlock, ...] = ()
+
+
+@dataclass(frozen=True)
+class ShardRow:
+    """One shard copy as the cluster state's routing table lists it: unassigned included."""
+
+    index: str
+    shard: int
+    primary: bool
+    state: str  # STARTED, INITIALIZING, RELOCATING, UNASSIGNED
+    node: str | None
+    unassigned_reason: str | None = None  # NODE_LEFT, INDEX_CREATED, ALLOCATION_FAILED...
+    unassigned_at: dt.datetime | None = None
+    delayed: bool | None = None  # waiting out index.unassigned.node_left.delayed_timeout
+    allocation_status: str | None = None  # no_attempt, decider_no, delayed_allocation...
 
 
 @dataclass(frozen=True)
@@ -86,10 +121,12 @@ class ClusterSnapshot:
     indices: Mapping[str, IndexInfo]
     data_streams: Mapping[str, tuple[str, ...]]  # name -> backing indices, oldest first
     copies: Mapping[str, tuple[ShardCopy, ...]]  # started/relocating copies (index stats)
-    shard_states: Mapping[str, tuple[str, ...]]  # every copy's state, unassigned included
+    shard_rows: Mapping[str, tuple[ShardRow, ...]]  # every copy, unassigned included
     node_available_bytes: Mapping[str, int]  # node id -> available disk bytes
     node_names: Mapping[str, str]
     merge_tasks: tuple[MergeTask, ...]
+    data_nodes: int | None = None  # from cluster health; None when not reported
+    cluster_name: str = ""
 
     def alias_members(self) -> dict[str, list[str]]:
         members: dict[str, list[str]] = {}
@@ -97,6 +134,93 @@ class ClusterSnapshot:
             for alias in info.aliases:
                 members.setdefault(alias, []).append(info.name)
         return members
+
+
+def flatten_settings(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """`{"index": {"blocks": {"write": "true"}}}` -> `{"index.blocks.write": "true"}`."""
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if value is None:  # a setting reset to its default
+            continue
+        if isinstance(value, Mapping):
+            out.update(flatten_settings(value, f"{name}."))
+        elif isinstance(value, list):
+            out[name] = ",".join(str(v) for v in value)
+        else:
+            out[name] = str(value)
+    return out
+
+
+def _timestamp(value: Any) -> dt.datetime | None:
+    """An ISO-8601 instant as `_cat/shards` prints `unassigned.at`, else None."""
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def parse_shard_rows(state: Mapping[str, Any]) -> dict[str, tuple[ShardRow, ...]]:
+    """Per index, every shard copy from `_cluster/state/routing_table`.
+
+    The cluster state, unlike `_cat/shards` and the stats API, answers for indices with
+    an `index.blocks.metadata` block and for hidden indices alike.
+    """
+    out: dict[str, tuple[ShardRow, ...]] = {}
+    for index, body in (((state or {}).get("routing_table") or {}).get("indices") or {}).items():
+        rows: list[ShardRow] = []
+        for shard, copies in ((body or {}).get("shards") or {}).items():
+            for copy in copies or []:
+                unassigned = copy.get("unassigned_info") or {}
+                delayed = unassigned.get("delayed")
+                rows.append(
+                    ShardRow(
+                        index=str(index),
+                        shard=_int(copy.get("shard", shard)),
+                        primary=bool(copy.get("primary")),
+                        state=str(copy.get("state")),
+                        node=copy.get("node") or None,
+                        unassigned_reason=unassigned.get("reason") or None,
+                        unassigned_at=_timestamp(unassigned.get("at")),
+                        delayed=None if delayed is None else _truthy(delayed),
+                        allocation_status=unassigned.get("allocation_status") or None,
+                    )
+                )
+        rows.sort(key=lambda r: (r.shard, not r.primary, r.node or ""))
+        out[str(index)] = tuple(rows)
+    return out
+
+
+def unreadable_indices(state: Mapping[str, Any]) -> list[str]:
+    """Indices whose blocks refuse metadata reads (`index.blocks.metadata`): the stats and
+    aliases APIs fail as a whole when their expression includes one."""
+    return sorted(
+        index
+        for index, blocks in parse_blocks(state).items()
+        if any("metadata_read" in b.levels for b in blocks)
+    )
+
+
+def parse_blocks(state: Mapping[str, Any]) -> dict[str, tuple[IndexBlock, ...]]:
+    """Per index, the blocks in `_cluster/state/blocks` (`blocks.indices`)."""
+    out: dict[str, tuple[IndexBlock, ...]] = {}
+    for index, blocks in ((state.get("blocks") or {}).get("indices") or {}).items():
+        out[index] = tuple(
+            IndexBlock(
+                block_id=str(block_id),
+                description=str((body or {}).get("description", "")),
+                levels=tuple(str(level) for level in (body or {}).get("levels") or ()),
+            )
+            for block_id, body in sorted((blocks or {}).items())
+        )
+    return out
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).lower() == "true"
 
 
 def _int(value: Any, default: int = 0) -> int:
@@ -165,11 +289,14 @@ def parse_merge_tasks(tasks: Mapping[str, Any]) -> tuple[MergeTask, ...]:
 
 def parse_snapshot(responses: Mapping[str, Any]) -> ClusterSnapshot:
     """Build a ClusterSnapshot from the planning responses, keyed as in PLANNING_REQUESTS."""
-    metadata = (responses["metadata"].get("metadata") or {}) if responses["metadata"] else {}
+    state: Mapping[str, Any] = responses["metadata"] or {}
+    metadata = state.get("metadata") or {}
     aliases_body: Mapping[str, Any] = responses["aliases"] or {}
+    blocks = parse_blocks(state)
 
     indices: dict[str, IndexInfo] = {}
     for name, body in (metadata.get("indices") or {}).items():
+        flat = flatten_settings(body.get("settings") or {})
         settings = (body.get("settings") or {}).get("index") or {}
         created_ms = settings.get("creation_date")
         creation_date = (
@@ -187,6 +314,8 @@ def parse_snapshot(responses: Mapping[str, Any]) -> ClusterSnapshot:
             hidden=str(settings.get("hidden", "false")).lower() == "true",
             creation_date=creation_date,
             aliases=alias_map,
+            settings=flat,
+            blocks=blocks.get(name, ()),
         )
 
     data_streams: dict[str, tuple[str, ...]] = {}
@@ -196,10 +325,6 @@ def parse_snapshot(responses: Mapping[str, Any]) -> ClusterSnapshot:
             str(i["index_name"]) for i in body.get("indices", []) if "index_name" in i
         )
 
-    shard_states: dict[str, list[str]] = {}
-    for row in responses["shards"] or []:
-        shard_states.setdefault(str(row.get("index")), []).append(str(row.get("state")))
-
     available: dict[str, int] = {}
     names: dict[str, str] = {}
     for node_id, node in ((responses["nodes_fs"] or {}).get("nodes") or {}).items():
@@ -207,14 +332,18 @@ def parse_snapshot(responses: Mapping[str, Any]) -> ClusterSnapshot:
         available[node_id] = _int(total.get("available_in_bytes"))
         names[node_id] = str(node.get("name", node_id))
 
+    health: Mapping[str, Any] = responses["health"] or {}
+    data_nodes = health.get("number_of_data_nodes")
     return ClusterSnapshot(
         version=parse_version(responses["root"]),
-        health=str(responses["health"].get("status", "unknown")),
+        health=str(health.get("status", "unknown")),
         indices=indices,
         data_streams=data_streams,
         copies=parse_copies(responses["stats"] or {}),
-        shard_states={k: tuple(v) for k, v in shard_states.items()},
+        shard_rows=parse_shard_rows(responses["shards"]),
         node_available_bytes=available,
         node_names=names,
         merge_tasks=parse_merge_tasks(responses["tasks"] or {}),
+        data_nodes=None if data_nodes is None else _int(data_nodes),
+        cluster_name=str((responses["root"] or {}).get("cluster_name", "")),
     )
