@@ -504,3 +504,86 @@ def test_a_run_with_every_selected_index_skipped_for_a_cluster_condition_warns(
         dt.datetime.now(dt.UTC) - dt.timedelta(days=400),
     )
     assert plan.merges == [] and plan.summary_warnings() == []
+
+
+# -- selection by alias, and patterns that match nothing ---------------------------------
+
+
+@pytest.mark.parametrize("pattern", ["orders", "orde?s", "ord*rs"])
+def test_an_alias_name_or_wildcard_selects_its_members_but_never_its_write_index(
+    states: dict[str, Any], pattern: str
+) -> None:
+    plan = plan_for(states, index_patterns=(pattern,), min_age=dt.timedelta(0))
+    assert plan["orders-000001"].decision is Decision.MERGE
+    assert plan["orders-000001"].detail.endswith("selected by alias orders")
+    assert plan["orders-000002"].reason is SkipReason.WRITE_INDEX
+    assert plan["orders-000002"].detail == "write index of alias orders"
+    assert plan["plain-2026.11.01"].reason is SkipReason.NOT_SELECTED
+
+
+def test_exclude_patterns_apply_to_indices_an_alias_selected(states: dict[str, Any]) -> None:
+    plan = plan_for(
+        states,
+        index_patterns=("orders",),
+        exclude_patterns=("orders-000001",),
+        min_age=dt.timedelta(0),
+    )
+    assert plan["orders-000001"].reason is SkipReason.EXCLUDED
+    # An exclude pattern may name the alias too.
+    plan = plan_for(
+        states,
+        index_patterns=("orders-*", "plain-*"),
+        exclude_patterns=("orders",),
+        min_age=dt.timedelta(0),
+    )
+    assert plan["orders-000001"].reason is SkipReason.EXCLUDED
+    assert plan["orders-000001"].detail == "matches exclude pattern orders (by orders)"
+    assert plan["plain-2026.11.01"].decision is Decision.MERGE
+
+
+def test_an_index_named_directly_does_not_say_alias(states: dict[str, Any]) -> None:
+    plan = plan_for(states, index_patterns=("orders-*",), min_age=dt.timedelta(0))
+    assert plan["orders-000001"].decision is Decision.MERGE
+    assert "alias" not in plan["orders-000001"].detail
+
+
+def test_patterns_that_match_nothing_are_warnings(states: dict[str, Any]) -> None:
+    plan = build_plan(
+        parse_snapshot(states),
+        Settings(
+            endpoint="http://x:9200",
+            index_patterns=("ordrs", "plain-*"),
+            exclude_patterns=("nothing-*", "orders"),
+        ),
+        dt.datetime.now(dt.UTC),
+    )
+    assert [(w.kind, w.pattern) for w in plan.pattern_warnings] == [
+        ("include", "ordrs"),
+        ("exclude", "nothing-*"),
+    ]
+    assert plan.summary_warnings() == [
+        "include pattern 'ordrs' matches no index, alias or data stream",
+        "exclude pattern 'nothing-*' matches no index, alias or data stream",
+    ]
+
+
+def test_include_patterns_that_select_nothing_warn_in_the_summary(
+    responses: dict[str, Any],
+) -> None:
+    # A typo'd pattern: today's quiet "nothing to do" must say why.
+    plan = build_plan(
+        parse_snapshot(responses),
+        Settings(endpoint="http://x:9200", index_patterns=("typo-*",)),
+        dt.datetime.now(dt.UTC),
+    )
+    assert plan.summary_warnings() == [
+        "include pattern 'typo-*' matches no index, alias or data stream",
+        "the include patterns select no index",
+    ]
+    # Without include patterns (every index), an empty cluster is a quiet night.
+    empty = build_plan(
+        parse_snapshot({**responses, "metadata": {}, "stats": {}, "shards": {}}),
+        Settings(endpoint="http://x:9200"),
+        dt.datetime.now(dt.UTC),
+    )
+    assert empty.summary_warnings() == []
