@@ -7,6 +7,7 @@ from pathlib import Path
 
 from merge_job.config import OPTIONS
 from merge_job.errors import ExitCode
+from merge_job.plan import SkipReason
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -48,3 +49,12 @@ def test_iam_policies_in_the_readme_are_the_audited_ones_in_docs_iam() -> None:
     audited = re.findall(r"```json\n(.*?)```", iam, re.S)[:2]
     shown = re.findall(r"```json\n(.*?)```", readme_section("IAM role for IRSA"), re.S)
     assert shown == audited
+
+
+def test_every_skip_reason_is_documented() -> None:
+    contract = (README.parent / "docs" / "contract.md").read_text()
+    never_merges = readme_section("What it never merges")
+    for reason in SkipReason:
+        assert f"`{reason.value}`" in contract, reason
+        if reason is not SkipReason.DELETED:  # only at execution time: the contract's
+            assert f"`{reason.value}`" in never_merges, reason
