@@ -209,7 +209,7 @@ _Objection = tuple[SkipReason, str] | None
 
 @dataclass(frozen=True)
 class Readiness:
-    """Whether an index's shard copies allow a merge now, from `_cat/shards` and stats.
+    """Whether an index's shard copies allow a merge now, from the routing table and stats.
 
     `objection` is the skip detail when they do not; `note` says what a merge leaves out
     (replica copies the cluster cannot place), for the plan detail.
@@ -241,8 +241,10 @@ def shard_readiness(
     """
     rows = tuple(rows)
     copies = tuple(copies)
-    moving = [r.state for r in rows if r.state not in (STARTED, UNASSIGNED)]
-    moving += [c.state for c in copies if c.state != STARTED]
+    # The routing table lists every copy; the stats only assigned ones (each copy once).
+    moving = [r.state for r in rows if r.state not in (STARTED, UNASSIGNED)] or [
+        c.state for c in copies if c.state != STARTED
+    ]
     if moving:
         return Readiness(f"shard copies not started: {_describe_states(moving)}")
     if not copies:

@@ -176,6 +176,15 @@ def test_copies_moving_are_not_merged(responses: dict[str, Any], state: str) -> 
     assert f"1 {state}" in plan["logs-2026.11.02"].detail
 
 
+def test_a_copy_the_stats_see_moving_is_not_merged(responses: dict[str, Any]) -> None:
+    """The stats may see a relocation the routing table read a moment earlier did not."""
+    responses = copy.deepcopy(responses)
+    stats_copies(responses, "logs-2026.11.02")[0]["routing"]["state"] = "RELOCATING"
+    plan = plan_for(responses)
+    assert plan["logs-2026.11.02"].reason is SkipReason.SHARDS_NOT_STARTED
+    assert plan["logs-2026.11.02"].detail == "shard copies not started: 1 RELOCATING"
+
+
 def unassigned(reason: str, delayed: bool = False, status: str = "no_attempt") -> dict[str, Any]:
     return {
         "state": "UNASSIGNED",
