@@ -88,6 +88,7 @@ PLANNING_REQUESTS: Mapping[str, tuple[str, Mapping[str, str]]] = {
                     "metadata.data_stream.data_stream.*.indices.index_name",
                     # Blocks in force (settings-based or set by a plugin), with their levels.
                     "blocks.indices",
+                    "blocks.global",
                     *(f"metadata.indices.*.settings.index.{name}" for name in _INDEX_SETTINGS),
                 ]
             ),

@@ -508,12 +508,14 @@ class _Planner:
 
     def _blocked(self, facts: _Facts) -> _Objection:
         info = facts.info
-        settings_on = [k for k in _METADATA_BLOCK_SETTINGS if _truthy(info.settings.get(k))]
+        named = [f"{k}=true" for k in _METADATA_BLOCK_SETTINGS if _truthy(info.settings.get(k))]
         blocks = [b for b in info.blocks if b.refuses_forcemerge]
-        if not settings_on and not blocks:
+        cluster_wide = [b for b in self.snapshot.global_blocks if b.refuses_forcemerge]
+        described = [f"{b.description} (block {b.block_id})" for b in blocks] or [
+            f"cluster-wide block {b.description} (block {b.block_id})" for b in cluster_wide
+        ]
+        if not named and not described:
             return None
-        named = [f"{k}=true" for k in settings_on]
-        described = [f"{b.description} (block {b.block_id})" for b in blocks]
         return (
             SkipReason.BLOCKED,
             f"{', '.join(named or described)}: the cluster refuses a force-merge "

@@ -127,6 +127,7 @@ class ClusterSnapshot:
     merge_tasks: tuple[MergeTask, ...]
     data_nodes: int | None = None  # from cluster health; None when not reported
     cluster_name: str = ""
+    global_blocks: tuple[IndexBlock, ...] = ()  # cluster-wide: they apply to every index
 
     def alias_members(self) -> dict[str, list[str]]:
         members: dict[str, list[str]] = {}
@@ -204,19 +205,26 @@ def unreadable_indices(state: Mapping[str, Any]) -> list[str]:
     )
 
 
+def _parse_block_set(blocks: Mapping[str, Any] | None) -> tuple[IndexBlock, ...]:
+    return tuple(
+        IndexBlock(
+            block_id=str(block_id),
+            description=str((body or {}).get("description", "")),
+            levels=tuple(str(level) for level in (body or {}).get("levels") or ()),
+        )
+        for block_id, body in sorted((blocks or {}).items())
+    )
+
+
 def parse_blocks(state: Mapping[str, Any]) -> dict[str, tuple[IndexBlock, ...]]:
     """Per index, the blocks in `_cluster/state/blocks` (`blocks.indices`)."""
-    out: dict[str, tuple[IndexBlock, ...]] = {}
-    for index, blocks in ((state.get("blocks") or {}).get("indices") or {}).items():
-        out[index] = tuple(
-            IndexBlock(
-                block_id=str(block_id),
-                description=str((body or {}).get("description", "")),
-                levels=tuple(str(level) for level in (body or {}).get("levels") or ()),
-            )
-            for block_id, body in sorted((blocks or {}).items())
-        )
-    return out
+    indices = (state.get("blocks") or {}).get("indices") or {}
+    return {index: _parse_block_set(blocks) for index, blocks in indices.items()}
+
+
+def parse_global_blocks(state: Mapping[str, Any]) -> tuple[IndexBlock, ...]:
+    """Cluster-wide blocks (`blocks.global`, e.g. `cluster.blocks.read_only`)."""
+    return _parse_block_set((state.get("blocks") or {}).get("global"))
 
 
 def _truthy(value: Any) -> bool:
@@ -346,4 +354,5 @@ def parse_snapshot(responses: Mapping[str, Any]) -> ClusterSnapshot:
         merge_tasks=parse_merge_tasks(responses["tasks"] or {}),
         data_nodes=None if data_nodes is None else _int(data_nodes),
         cluster_name=str((responses["root"] or {}).get("cluster_name", "")),
+        global_blocks=parse_global_blocks(state),
     )

@@ -417,6 +417,21 @@ def test_a_block_without_its_setting_is_named_by_its_description(
     assert plan["plain-2026.11.01"].detail.startswith("plugin read-only (block 1000)")
 
 
+def test_a_cluster_wide_block_skips_every_index(states: dict[str, Any]) -> None:
+    """`cluster.blocks.read_only: true`, as the cluster state lists it."""
+    states = copy.deepcopy(states)
+    states["metadata"]["blocks"]["global"] = {
+        "6": {"description": "cluster read-only (api)", "levels": ["write", "metadata_write"]}
+    }
+    plan = plan_for(states, min_age=dt.timedelta(0))
+    assert plan.keys() - {".tasks"} == {
+        name for name, item in plan.items() if item.reason is SkipReason.BLOCKED
+    } | {"orders-000002"}
+    assert plan["plain-2026.11.01"].detail.startswith(
+        "cluster-wide block cluster read-only (api) (block 6)"
+    )
+
+
 def test_single_node_yellow_index_is_merged_as_recorded(states: dict[str, Any]) -> None:
     plan = plan_for(states, min_age=dt.timedelta(0))
     assert states["health"]["status"] == "yellow"
