@@ -23,19 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import common
+from merge_job.snapshot import PLANNING_REQUESTS
 from tests.support.job import job_env
 
 FIXTURES = common.REPO / "tests" / "fixtures" / "responses" / "opensearch-2.19"
-ROUTES = {
-    "/": "root",
-    "/_cluster/health": "health",
-    "/_cluster/state/metadata": "metadata",
-    "/_alias": "aliases",
-    "/_stats/segments,docs,store": "stats",
-    "/_cat/shards": "shards",
-    "/_nodes/stats/fs": "nodes_fs",
-    "/_tasks": "tasks",
-}
+ROUTES = {path: key for key, (path, _) in PLANNING_REQUESTS.items()}
 TARGET_VERSION_S = 0.3
 HEAVY_MODULES = ("opensearchpy", "boto3", "botocore", "requests", "urllib3", "requests_aws4auth")
 

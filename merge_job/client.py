@@ -30,6 +30,7 @@ from tenacity import (
 from merge_job.config import Settings
 from merge_job.errors import CredentialsRefusedError, refused_message, service_message
 from merge_job.snapshot import (
+    ALL_INDICES_READS,
     INDEX_STATS_PARAMS,
     PLANNING_REQUESTS,
     RUNNING,
@@ -40,6 +41,7 @@ from merge_job.snapshot import (
     parse_merge_tasks,
     parse_snapshot,
     parse_task_status,
+    unreadable_indices,
 )
 
 log = structlog.get_logger("merge_job.client")
@@ -149,6 +151,11 @@ def index_path(index: str, *rest: str) -> str:
     return "/" + "/".join([urllib.parse.quote(index, safe=""), *rest])
 
 
+def is_cluster_block(err: opensearchpy.TransportError) -> bool:
+    """True for `cluster_block_exception` (an index or cluster block, e.g. read-only)."""
+    return "cluster_block_exception" in f"{err.error} {str(err.info)[:500]}"
+
+
 class IndexGoneError(Exception):
     """The index was deleted (404)."""
 
@@ -205,6 +212,10 @@ class ClusterClient:
                 self.client.transport.perform_request, method, path, params=dict(params or {})
             )
         except (opensearchpy.AuthenticationException, opensearchpy.AuthorizationException) as err:
+            if is_cluster_block(err):
+                # 403 from an index block, not from our credentials: the caller reports
+                # the index as failed with the server's reason; the run goes on.
+                raise
             raise CredentialsRefusedError(
                 refused_message(
                     self.endpoint, err.status_code, service_message(err.info), sigv4=self.sigv4
@@ -218,8 +229,21 @@ class ClusterClient:
     # -- planning --------------------------------------------------------------
 
     def planning_responses(self) -> dict[str, Any]:
-        """The raw responses of PLANNING_REQUESTS (fixed count, whatever the index count)."""
-        return {key: self.get(path, params) for key, (path, params) in PLANNING_REQUESTS.items()}
+        """The raw responses of PLANNING_REQUESTS (fixed count, whatever the index count).
+
+        An index with `index.blocks.metadata` makes the stats and aliases APIs refuse the
+        whole request (403 cluster_block_exception), so when the cluster state (read
+        first) shows one, those two requests name every index but the blocked ones.
+        """
+        responses: dict[str, Any] = {}
+        for key, (path, params) in PLANNING_REQUESTS.items():
+            prefix = ""
+            if key in ALL_INDICES_READS and responses.get("metadata"):
+                unreadable = unreadable_indices(responses["metadata"])
+                if unreadable:
+                    prefix = index_path(",".join(["*", *(f"-{i}" for i in unreadable)]))
+            responses[key] = self.get(prefix + path, params)
+        return responses
 
     def snapshot(self) -> ClusterSnapshot:
         return parse_snapshot(self.planning_responses())
@@ -271,7 +295,12 @@ class ClusterClient:
             query["request_timeout"] = timeout_s  # read by the transport, not sent
 
         def rejected(err: BaseException) -> bool:
-            return isinstance(err, RetryableStatusError) and err.status_code == 429
+            # A flood-stage block also answers 429, but waiting does not lift it.
+            return (
+                isinstance(err, RetryableStatusError)
+                and err.status_code == 429
+                and not is_cluster_block(err)
+            )
 
         return self._request(rejected, "POST", index_path(index, "_forcemerge"), query)
 

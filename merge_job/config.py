@@ -320,8 +320,8 @@ OPTIONS: tuple[Option, ...] = (
         "MERGE_INDEX_PATTERNS",
         ("--index-patterns",),
         parse_patterns,
-        "indices to consider (a data stream name selects its backing indices); hidden and "
-        "dot-indices only when a pattern not starting with a wildcard names them",
+        "indices to consider (a data stream or alias name selects its member indices); "
+        "hidden and dot-indices only when a pattern not starting with a wildcard names them",
         "comma-separated names/wildcards",
         default_label="all open, non-hidden indices",
     ),
@@ -330,8 +330,8 @@ OPTIONS: tuple[Option, ...] = (
         "MERGE_EXCLUDE_PATTERNS",
         ("--exclude-patterns",),
         parse_patterns,
-        "indices never to merge",
-        "comma-separated wildcards",
+        "indices never to merge (index, alias or data stream names)",
+        "comma-separated names/wildcards",
         default_label="none",
     ),
     Option(

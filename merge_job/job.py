@@ -6,7 +6,7 @@ import datetime as dt
 import sys
 import threading
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 import opensearchpy
 import structlog
@@ -63,6 +63,14 @@ def print_plan(plan: Plan, settings: Settings, out: TextIO) -> None:
     out.flush()
 
 
+def _log_summary(fields: dict[str, Any]) -> None:
+    """The run's one summary event: at warning level when the plan had something to say
+    (a pattern matching nothing, nothing selected, every selection blocked by the
+    cluster): such a run exits 0 but is not a quiet night."""
+    level = log.warning if fields.get("warnings") else log.info
+    level("run_summary", **fields)
+
+
 def run(
     settings: Settings,
     stop: threading.Event,
@@ -90,20 +98,27 @@ def run(
         )
     for item in plan.merges:
         log.info("plan_merge", index=item.index, detail=item.detail)
+    for warning in plan.pattern_warnings:
+        log.warning(
+            "pattern_matches_nothing",
+            kind=warning.kind,
+            pattern=warning.pattern,
+            detail=warning.message,
+        )
 
     gate_ok = health_gate(plan.health, settings.require_health)
 
     if not settings.merges_allowed:
         print_plan(plan, settings, out)
         code = ExitCode.OK if gate_ok else ExitCode.UNREACHABLE
-        log.info("run_summary", **run_summary(plan, None, int(code), "dry_run"))
+        _log_summary(run_summary(plan, None, int(code), "dry_run"))
         return code
     if not gate_ok:
         code = ExitCode.UNREACHABLE
-        log.info("run_summary", **run_summary(plan, None, int(code), "health_gate"))
+        _log_summary(run_summary(plan, None, int(code), "health_gate"))
         return code
     if not plan.merges:
-        log.info("run_summary", **run_summary(plan, None, int(ExitCode.OK), "nothing_to_do"))
+        _log_summary(run_summary(plan, None, int(ExitCode.OK), "nothing_to_do"))
         return ExitCode.OK
 
     # A SIGTERM sets `stop` directly; the executor then reports reason "sigterm".
@@ -115,5 +130,5 @@ def run(
         reason = "merge_failed"
     else:
         reason = "completed"
-    log.info("run_summary", **run_summary(plan, result, int(code), reason))
+    _log_summary(run_summary(plan, result, int(code), reason))
     return code

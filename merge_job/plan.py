@@ -15,7 +15,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from merge_job.config import Settings, date_format_regex
-from merge_job.snapshot import STARTED, ClusterSnapshot, IndexInfo, ShardCopy
+from merge_job.snapshot import STARTED, ClusterSnapshot, IndexInfo, ShardCopy, ShardRow
+
+UNASSIGNED = "UNASSIGNED"
+NODE_LEFT = "NODE_LEFT"
+# Amazon OpenSearch Service names a domain's cluster `<12-digit account id>:<domain name>`.
+_AMAZON_CLUSTER_NAME_RE = re.compile(r"^\d{12}:")
+_METADATA_BLOCK_SETTINGS = (
+    "index.blocks.read_only",
+    "index.blocks.read_only_allow_delete",
+    "index.blocks.metadata",
+)
 
 
 class Decision(enum.StrEnum):
@@ -38,8 +48,31 @@ class SkipReason(enum.StrEnum):
     SHARDS_NOT_STARTED = "shards_not_started"
     MERGE_IN_PROGRESS = "merge_in_progress"
     INSUFFICIENT_DISK = "insufficient_disk"
+    BLOCKED = "blocked"
+    SEARCHABLE_SNAPSHOT = "searchable_snapshot"
+    ULTRAWARM = "ultrawarm"
+    REPLICATION_FOLLOWER = "replication_follower"
+    RESIZING = "resizing"
     # Only at execution time: the index vanished between planning and its turn.
     DELETED = "deleted"
+
+
+# Skips that say something about the cluster, not about the index's age or its segments:
+# a run in which every selected index is skipped for one of these warns in its summary.
+CLUSTER_CONDITIONS = frozenset(
+    {
+        SkipReason.SHARDS_NOT_STARTED,
+        SkipReason.MERGE_IN_PROGRESS,
+        SkipReason.INSUFFICIENT_DISK,
+        SkipReason.BLOCKED,
+        SkipReason.SEARCHABLE_SNAPSHOT,
+        SkipReason.ULTRAWARM,
+        SkipReason.REPLICATION_FOLLOWER,
+        SkipReason.RESIZING,
+    }
+)
+# Skips of indices no pattern selected.
+_UNSELECTED = frozenset({SkipReason.NOT_SELECTED, SkipReason.EXCLUDED, SkipReason.HIDDEN})
 
 
 @dataclass(frozen=True)
@@ -57,11 +90,25 @@ class IndexPlan:
 
 
 @dataclass(frozen=True)
+class PatternWarning:
+    """An include or exclude pattern that matches no index, alias or data stream."""
+
+    kind: str  # "include" or "exclude"
+    pattern: str
+
+    @property
+    def message(self) -> str:
+        return f"{self.kind} pattern {self.pattern!r} matches no index, alias or data stream"
+
+
+@dataclass(frozen=True)
 class Plan:
     version: str
     health: str
     async_forcemerge: bool
     indices: tuple[IndexPlan, ...]  # merges first, oldest first; then skips by name
+    pattern_warnings: tuple[PatternWarning, ...] = ()
+    include_patterns_given: bool = False
 
     @property
     def merges(self) -> list[IndexPlan]:
@@ -70,6 +117,26 @@ class Plan:
     @property
     def skips(self) -> list[IndexPlan]:
         return [p for p in self.indices if p.decision is Decision.SKIP]
+
+    @property
+    def selected(self) -> list[IndexPlan]:
+        """Indices the patterns select (merged or skipped for any other reason)."""
+        return [p for p in self.indices if p.reason not in _UNSELECTED]
+
+    def summary_warnings(self) -> list[str]:
+        """What the run summary must say at warning level: a run that cannot merge
+        anything for reasons an operator should look at is not a quiet night."""
+        warnings = [w.message for w in self.pattern_warnings]
+        selected = self.selected
+        if self.include_patterns_given and not selected:
+            warnings.append("the include patterns select no index")
+        elif selected and all(p.reason in CLUSTER_CONDITIONS for p in selected):
+            reasons = sorted({p.reason.value for p in selected if p.reason})
+            warnings.append(
+                f"every selected index ({len(selected)}) was skipped for a cluster "
+                f"condition: {', '.join(reasons)}"
+            )
+        return warnings
 
 
 @functools.lru_cache(maxsize=512)
@@ -141,12 +208,102 @@ _Objection = tuple[SkipReason, str] | None
 
 
 @dataclass(frozen=True)
+class Readiness:
+    """Whether an index's shard copies allow a merge now, from the routing table and stats.
+
+    `objection` is the skip detail when they do not; `note` says what a merge leaves out
+    (replica copies the cluster cannot place), for the plan detail.
+    """
+
+    objection: str | None
+    note: str = ""
+
+
+def _truthy(value: str | None) -> bool:
+    return str(value).lower() == "true"
+
+
+def shard_readiness(
+    rows: Iterable[ShardRow], copies: Iterable[ShardCopy], *, data_nodes: int | None
+) -> Readiness:
+    """Decide from every copy's state whether the started copies may be merged now.
+
+    - a copy INITIALIZING or RELOCATING (routing table or stats): not now;
+    - a shard without a started primary: not now;
+    - a replica UNASSIGNED after its node left, while its allocation is delayed
+      (`index.unassigned.node_left.delayed_timeout`) or while the cluster still has the
+      data nodes to place it: not now, the node (or a new copy) is coming and a merge
+      now would force a full file copy to it;
+    - a replica UNASSIGNED for any other reason (a single node holding an index with
+      replicas, an allocation that failed for good), or after its node left when fewer
+      data nodes remain than copies or the allocation deciders said no: the cluster
+      cannot place it, so the started copies are merged and `note` says so.
+    """
+    rows = tuple(rows)
+    copies = tuple(copies)
+    # The routing table lists every copy; the stats only assigned ones (each copy once).
+    moving = [r.state for r in rows if r.state not in (STARTED, UNASSIGNED)] or [
+        c.state for c in copies if c.state != STARTED
+    ]
+    if moving:
+        return Readiness(f"shard copies not started: {_describe_states(moving)}")
+    if not copies:
+        return Readiness("shard copies not started: no started shard copy")
+    unassigned = [r for r in rows if r.state == UNASSIGNED]
+    if not unassigned:
+        return Readiness(None)
+    primaries = sorted({r.shard for r in unassigned if r.primary})
+    if primaries:
+        return Readiness(
+            f"shard copies not started: primary of shard {', '.join(map(str, primaries))} "
+            "unassigned"
+        )
+    per_shard: dict[int, int] = {}
+    for row in rows:
+        per_shard[row.shard] = per_shard.get(row.shard, 0) + 1
+    copies_per_shard = max(per_shard.values())
+    enough_nodes = data_nodes is None or data_nodes >= copies_per_shard
+    nodes_text = (
+        f"{data_nodes} data node{'s' if data_nodes != 1 else ''} for {copies_per_shard} "
+        "copies per shard"
+        if data_nodes is not None
+        else "number of data nodes unknown"
+    )
+    for row in unassigned:
+        if row.unassigned_reason != NODE_LEFT:
+            continue
+        if row.delayed or row.allocation_status == "delayed_allocation":
+            return Readiness(
+                f"shard copies not started: a replica of shard {row.shard} waits for its "
+                "node to return (delayed allocation after NODE_LEFT): merging now would "
+                "force a full copy when it returns"
+            )
+        if enough_nodes and row.allocation_status != "decider_no":
+            return Readiness(
+                f"shard copies not started: a replica of shard {row.shard} is unassigned "
+                f"since its node left and waits for allocation ({nodes_text})"
+            )
+    reasons = sorted({r.unassigned_reason or "unknown reason" for r in unassigned})
+    count = len(unassigned)
+    return Readiness(
+        None,
+        note=(
+            f"{count} replica cop{'ies' if count != 1 else 'y'} unassigned "
+            f"({', '.join(reasons)}; {nodes_text}): the cluster cannot place "
+            f"{'them' if count != 1 else 'it'}, the started copies are merged"
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class _Facts:
     info: IndexInfo
     stream: str | None  # the data stream this index backs
     copies: tuple[ShardCopy, ...]
     age: dt.timedelta | None
     age_detail: str
+    rows: tuple[ShardRow, ...]  # every copy from _cat/shards, unassigned included
+    readiness: Readiness
 
 
 class _Planner:
@@ -159,12 +316,39 @@ class _Planner:
             index: stream for stream, backing in snapshot.data_streams.items() for index in backing
         }
         self.alias_members = snapshot.alias_members()
+        self.amazon = _AMAZON_CLUSTER_NAME_RE.match(snapshot.cluster_name) is not None
+        # Resize sources whose shrink/split/clone target is still recovering.
+        self.resizing_into: dict[str, list[str]] = {}
+        for info in snapshot.indices.values():
+            source = info.settings.get("index.resize.source.name")
+            rows = snapshot.shard_rows.get(info.name, ())
+            if source and (not rows or any(r.state != STARTED for r in rows)):
+                self.resizing_into.setdefault(source, []).append(info.name)
+
+    def pattern_warnings(self) -> tuple[PatternWarning, ...]:
+        """Every given pattern that matches no index, alias or data stream name."""
+        names = [
+            *self.snapshot.indices,
+            *self.alias_members,
+            *self.snapshot.data_streams,
+        ]
+        given = [("include", p) for p in self.settings.index_patterns]
+        given += [("exclude", p) for p in self.settings.exclude_patterns]
+        return tuple(
+            PatternWarning(kind, pattern)
+            for kind, pattern in given
+            if not any(matches(name, pattern) for name in names)
+        )
 
     def decide(self, info: IndexInfo) -> IndexPlan:
         """The first rule that objects decides the skip; otherwise merge."""
         copies = self.snapshot.copies.get(info.name, ())
+        rows = self.snapshot.shard_rows.get(info.name, ())
         age, age_detail = self._age(info)
-        facts = _Facts(info, self.stream_of.get(info.name), copies, age, age_detail)
+        readiness = shard_readiness(rows, copies, data_nodes=self.snapshot.data_nodes)
+        facts = _Facts(
+            info, self.stream_of.get(info.name), copies, age, age_detail, rows, readiness
+        )
         decision = IndexPlan(
             index=info.name,
             decision=Decision.MERGE,
@@ -179,6 +363,11 @@ class _Planner:
             self._selection,
             self._closed,
             self._write_index,
+            self._searchable_snapshot,
+            self._ultrawarm,
+            self._replication_follower,
+            self._blocked,
+            self._resizing,
             self._too_young,
             self._shards_not_started,
             self._merge_in_progress,
@@ -192,25 +381,42 @@ class _Planner:
                 return dataclasses.replace(
                     decision, decision=Decision.SKIP, reason=reason, detail=detail
                 )
-        return dataclasses.replace(decision, detail=self._merge_detail(copies))
+        notes = [self._merge_detail(copies), readiness.note, self._selected_via(facts)]
+        return dataclasses.replace(decision, detail="; ".join(n for n in notes if n))
+
+    def _names(self, facts: _Facts) -> list[str]:
+        """The names a pattern may select this index by: its own, its data stream's and
+        its aliases'."""
+        return [facts.info.name, *([facts.stream] if facts.stream else []), *facts.info.aliases]
+
+    def _selected_via(self, facts: _Facts) -> str:
+        """`selected by alias <a>` when only an alias name selected the index."""
+        name, stream = facts.info.name, facts.stream
+        direct = any(
+            matches(name, p) or (stream is not None and matches(stream, p)) for p in self.patterns
+        )
+        if direct:
+            return ""
+        aliases = sorted(a for a in facts.info.aliases if any(matches(a, p) for p in self.patterns))
+        return f"selected by alias {', '.join(aliases)}" if aliases else ""
 
     def _selection(self, facts: _Facts) -> _Objection:
-        name, stream = facts.info.name, facts.stream
-        selected_by = [
-            p for p in self.patterns if matches(name, p) or (stream and matches(stream, p))
-        ]
+        name = facts.info.name
+        names = self._names(facts)
+        selected_by = [p for p in self.patterns if any(matches(n, p) for n in names)]
         if not selected_by:
             return SkipReason.NOT_SELECTED, "matches no include pattern"
         for pattern in self.settings.exclude_patterns:
-            if matches(name, pattern) or (stream and matches(stream, pattern)):
-                return SkipReason.EXCLUDED, f"matches exclude pattern {pattern}"
+            if any(matches(n, pattern) for n in names):
+                via = next(n for n in names if matches(n, pattern))
+                suffix = "" if via == name else f" (by {via})"
+                return SkipReason.EXCLUDED, f"matches exclude pattern {pattern}{suffix}"
         if facts.info.hidden or name.startswith("."):
             # Hidden and system indices (data stream backing indices included) only when a
-            # pattern names them (or their data stream) without a leading wildcard: a bare
-            # `*` never selects them.
+            # pattern names them (or their data stream or alias) without a leading
+            # wildcard: a bare `*` never selects them.
             named = any(
-                not _starts_with_wildcard(p)
-                and (matches(name, p) or (stream is not None and matches(stream, p)))
+                not _starts_with_wildcard(p) and any(matches(n, p) for n in names)
                 for p in selected_by
             )
             if not named:
@@ -254,12 +460,91 @@ class _Planner:
         return None
 
     def _shards_not_started(self, facts: _Facts) -> _Objection:
-        states = [*self.snapshot.shard_states.get(facts.info.name, ())]
-        states += [c.state for c in facts.copies]
-        not_started = [s for s in states if s != STARTED]
-        if not_started or not facts.copies:
-            detail = _describe_states(not_started) if not_started else "no started shard copy"
-            return SkipReason.SHARDS_NOT_STARTED, f"shard copies not started: {detail}"
+        if facts.readiness.objection is not None:
+            return SkipReason.SHARDS_NOT_STARTED, facts.readiness.objection
+        return None
+
+    def _searchable_snapshot(self, facts: _Facts) -> _Objection:
+        store = facts.info.settings.get("index.store.type")
+        # OpenSearch 2.x mounts searchable snapshots as `remote_snapshot`, Elasticsearch
+        # as `snapshot`: read-only, their segments live in the snapshot repository.
+        if store in {"remote_snapshot", "snapshot"}:
+            return (
+                SkipReason.SEARCHABLE_SNAPSHOT,
+                f"index.store.type={store}: a searchable snapshot is read-only, its "
+                "segments live in the snapshot repository",
+            )
+        return None
+
+    def _ultrawarm(self, facts: _Facts) -> _Objection:
+        # Amazon OpenSearch Service marks warm indices with this allocation filter; they
+        # are read-only and were merged when migrated. On other clusters `box_type: warm`
+        # is a common hot-warm convention for ordinary indices, which stay mergeable.
+        box_type = facts.info.settings.get("index.routing.allocation.require.box_type")
+        if self.amazon and box_type == "warm":
+            return (
+                SkipReason.ULTRAWARM,
+                "UltraWarm index (index.routing.allocation.require.box_type=warm on Amazon "
+                "OpenSearch Service): read-only, merged when it was migrated",
+            )
+        return None
+
+    def _replication_follower(self, facts: _Facts) -> _Objection:
+        settings = facts.info.settings
+        leader = settings.get("index.plugins.replication.follower.leader_index")
+        if leader:
+            return (
+                SkipReason.REPLICATION_FOLLOWER,
+                f"follower of leader index {leader} (cross-cluster replication, "
+                "index.plugins.replication.follower.leader_index): replication owns it",
+            )
+        if _truthy(settings.get("index.xpack.ccr.following_index")):
+            return (
+                SkipReason.REPLICATION_FOLLOWER,
+                "follower index of cross-cluster replication "
+                "(index.xpack.ccr.following_index=true): replication owns it",
+            )
+        return None
+
+    def _blocked(self, facts: _Facts) -> _Objection:
+        info = facts.info
+        named = [f"{k}=true" for k in _METADATA_BLOCK_SETTINGS if _truthy(info.settings.get(k))]
+        blocks = [b for b in info.blocks if b.refuses_forcemerge]
+        cluster_wide = [b for b in self.snapshot.global_blocks if b.refuses_forcemerge]
+        described = [f"{b.description} (block {b.block_id})" for b in blocks] or [
+            f"cluster-wide block {b.description} (block {b.block_id})" for b in cluster_wide
+        ]
+        if not named and not described:
+            return None
+        return (
+            SkipReason.BLOCKED,
+            f"{', '.join(named or described)}: the cluster refuses a force-merge "
+            "(metadata_write block)",
+        )
+
+    def _resizing(self, facts: _Facts) -> _Objection:
+        name, settings = facts.info.name, facts.info.settings
+        source = settings.get("index.resize.source.name")
+        if source and (not facts.rows or any(r.state != STARTED for r in facts.rows)):
+            return (
+                SkipReason.RESIZING,
+                f"shrink/split/clone target of {source} (index.resize.source.name), "
+                "shards still recovering",
+            )
+        targets = self.resizing_into.get(name)
+        if targets:
+            return (
+                SkipReason.RESIZING,
+                f"source of shrink/split/clone target {', '.join(sorted(targets))}, "
+                "still recovering",
+            )
+        node = settings.get("index.routing.allocation.require._name")
+        if node and _truthy(settings.get("index.blocks.write")):
+            return (
+                SkipReason.RESIZING,
+                "prepared for a shrink (index.blocks.write=true, "
+                f"index.routing.allocation.require._name={node})",
+            )
         return None
 
     def _merge_in_progress(self, facts: _Facts) -> _Objection:
@@ -353,4 +638,6 @@ def build_plan(snapshot: ClusterSnapshot, settings: Settings, now: dt.datetime) 
         health=snapshot.health,
         async_forcemerge=snapshot.version.async_forcemerge,
         indices=(*merges, *skips),
+        pattern_warnings=planner.pattern_warnings(),
+        include_patterns_given=bool(settings.index_patterns),
     )

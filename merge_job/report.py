@@ -30,6 +30,7 @@ def plan_document(plan: Plan, settings: Settings) -> dict[str, Any]:
     return {
         "cluster": {"version": plan.version, "health": plan.health},
         "settings": settings.redacted(),
+        "warnings": plan.summary_warnings(),
         "indices": [index_entry(item) for item in plan.indices],
     }
 
@@ -82,14 +83,16 @@ def plan_table(plan: Plan) -> str:
         f"OpenSearch {plan.version}, health {plan.health}: "
         f"{len(plan.merges)} to merge, {len(plan.skips)} skipped\n"
     )
-    return header + table + "\n"
+    warnings = "".join(f"warning: {w}\n" for w in plan.summary_warnings())
+    return header + warnings + table + "\n"
 
 
 def run_summary(
     plan: Plan, result: RunResult | None, exit_code: int, reason: str
 ) -> dict[str, Any]:
-    """Fields of the `run_summary` event."""
+    """Fields of the `run_summary` event (logged at warning level when `warnings`)."""
     skipped = len(plan.skips)
+    warnings = plan.summary_warnings()
     if result is None:
         return {
             "merged": 0,
@@ -98,6 +101,7 @@ def run_summary(
             "remaining": len(plan.merges),
             "exit_code": exit_code,
             "reason": reason,
+            "warnings": warnings,
         }
     return {
         "merged": result.count(Status.MERGED),
@@ -113,4 +117,5 @@ def run_summary(
         ],
         "exit_code": exit_code,
         "reason": reason,
+        "warnings": warnings,
     }

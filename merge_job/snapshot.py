@@ -31,17 +31,38 @@ _STATS_FILTER = ",".join(
 # Per-copy stats of one index (`/<index>/_stats/...`): the same fields as planning reads.
 INDEX_STATS_PARAMS: Mapping[str, str] = {"level": "shards", "filter_path": _STATS_FILTER}
 
+# Planning requests over every index that fail as a whole on a metadata-blocked one.
+ALL_INDICES_READS = ("aliases", "stats")
+
+# Index settings the planner reads from the cluster state (subtrees, in its nested form).
+_INDEX_SETTINGS = (
+    "creation_date",
+    "hidden",
+    "blocks",  # read_only, read_only_allow_delete, metadata, write, read
+    "store.type",  # snapshot / remote_snapshot: a searchable snapshot
+    "routing.allocation.require",  # box_type (UltraWarm), _name (a shrink source)
+    "resize.source",  # name/uuid: a shrink/split/clone target
+    "plugins.replication.follower.leader_index",  # OpenSearch cross-cluster replication
+    "xpack.ccr.following_index",  # Elasticsearch cross-cluster replication
+)
+
 # The planning snapshot: always exactly these requests, whatever the number of indices.
 PLANNING_REQUESTS: Mapping[str, tuple[str, Mapping[str, str]]] = {
     "root": ("/", {}),
     "health": ("/_cluster/health", {}),
     "metadata": (
-        "/_cluster/state/metadata",
+        "/_cluster/state/metadata,blocks",
         {
-            "filter_path": "metadata.indices.*.state,"
-            "metadata.indices.*.settings.index.creation_date,"
-            "metadata.indices.*.settings.index.hidden,"
-            "metadata.data_stream.data_stream.*.indices.index_name",
+            "filter_path": ",".join(
+                [
+                    "metadata.indices.*.state",
+                    "metadata.data_stream.data_stream.*.indices.index_name",
+                    # Blocks in force (settings-based or set by a plugin), with their levels.
+                    "blocks.indices",
+                    "blocks.global",
+                    *(f"metadata.indices.*.settings.index.{name}" for name in _INDEX_SETTINGS),
+                ]
+            ),
         },
     ),
     "aliases": ("/_alias", {"expand_wildcards": "all"}),
@@ -49,7 +70,24 @@ PLANNING_REQUESTS: Mapping[str, tuple[str, Mapping[str, str]]] = {
         "/_stats/segments,docs,store",
         {"level": "shards", "expand_wildcards": "open,hidden", "filter_path": _STATS_FILTER},
     ),
-    "shards": ("/_cat/shards", {"format": "json", "h": "index,shard,prirep,state,id"}),
+    "shards": (
+        "/_cluster/state/routing_table",
+        {
+            "filter_path": ",".join(
+                f"routing_table.indices.*.shards.*.{field}"
+                for field in (
+                    "state",
+                    "primary",
+                    "node",
+                    "shard",
+                    "unassigned_info.reason",
+                    "unassigned_info.at",
+                    "unassigned_info.delayed",
+                    "unassigned_info.allocation_status",
+                )
+            )
+        },
+    ),
     "nodes_fs": (
         "/_nodes/stats/fs",
         {"filter_path": "nodes.*.name,nodes.*.fs.total.available_in_bytes"},
@@ -83,6 +121,22 @@ class ShardCopy:
 
 
 @dataclass(frozen=True)
+class IndexBlock:
+    """A block the cluster state holds on an index (`blocks.indices.<index>.<id>`)."""
+
+    block_id: str
+    description: str
+    levels: tuple[str, ...]  # read, write, metadata_read, metadata_write
+
+    @property
+    def refuses_forcemerge(self) -> bool:
+        """Force-merge checks the METADATA_WRITE level: `index.blocks.read_only`,
+        `read_only_allow_delete` and `metadata` refuse it; `index.blocks.write` and
+        `index.blocks.read` do not."""
+        return "metadata_write" in self.levels
+
+
+@dataclass(frozen=True)
 class IndexInfo:
     """Index metadata from the cluster state and the aliases API."""
 
@@ -91,6 +145,25 @@ class IndexInfo:
     hidden: bool
     creation_date: dt.datetime | None
     aliases: Mapping[str, bool | None] = field(default_factory=dict)  # alias -> is_write_index
+    # The index settings the planner reads (see PLANNING_REQUESTS), flattened to
+    # dotted names as `GET <index>/_settings?flat_settings=true` shows them.
+    settings: Mapping[str, str] = field(default_factory=dict)
+    blocks: tuple[IndexBlock, ...] = ()
+
+
+@dataclass(frozen=True)
+class ShardRow:
+    """One shard copy as the cluster state's routing table lists it: unassigned included."""
+
+    index: str
+    shard: int
+    primary: bool
+    state: str  # STARTED, INITIALIZING, RELOCATING, UNASSIGNED
+    node: str | None
+    unassigned_reason: str | None = None  # NODE_LEFT, INDEX_CREATED, ALLOCATION_FAILED...
+    unassigned_at: dt.datetime | None = None
+    delayed: bool | None = None  # waiting out index.unassigned.node_left.delayed_timeout
+    allocation_status: str | None = None  # no_attempt, decider_no, delayed_allocation...
 
 
 @dataclass(frozen=True)
@@ -130,10 +203,13 @@ class ClusterSnapshot:
     indices: Mapping[str, IndexInfo]
     data_streams: Mapping[str, tuple[str, ...]]  # name -> backing indices, oldest first
     copies: Mapping[str, tuple[ShardCopy, ...]]  # started/relocating copies (index stats)
-    shard_states: Mapping[str, tuple[str, ...]]  # every copy's state, unassigned included
+    shard_rows: Mapping[str, tuple[ShardRow, ...]]  # every copy, unassigned included
     node_available_bytes: Mapping[str, int]  # node id -> available disk bytes
     node_names: Mapping[str, str]
     merge_tasks: tuple[MergeTask, ...]
+    data_nodes: int | None = None  # from cluster health; None when not reported
+    cluster_name: str = ""
+    global_blocks: tuple[IndexBlock, ...] = ()  # cluster-wide: they apply to every index
 
     def alias_members(self) -> dict[str, list[str]]:
         members: dict[str, list[str]] = {}
@@ -141,6 +217,100 @@ class ClusterSnapshot:
             for alias in info.aliases:
                 members.setdefault(alias, []).append(info.name)
         return members
+
+
+def flatten_settings(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """`{"index": {"blocks": {"write": "true"}}}` -> `{"index.blocks.write": "true"}`."""
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if value is None:  # a setting reset to its default
+            continue
+        if isinstance(value, Mapping):
+            out.update(flatten_settings(value, f"{name}."))
+        elif isinstance(value, list):
+            out[name] = ",".join(str(v) for v in value)
+        else:
+            out[name] = str(value)
+    return out
+
+
+def _timestamp(value: Any) -> dt.datetime | None:
+    """An ISO-8601 instant as `_cat/shards` prints `unassigned.at`, else None."""
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def parse_shard_rows(state: Mapping[str, Any]) -> dict[str, tuple[ShardRow, ...]]:
+    """Per index, every shard copy from `_cluster/state/routing_table`.
+
+    The cluster state, unlike `_cat/shards` and the stats API, answers for indices with
+    an `index.blocks.metadata` block and for hidden indices alike.
+    """
+    out: dict[str, tuple[ShardRow, ...]] = {}
+    for index, body in (((state or {}).get("routing_table") or {}).get("indices") or {}).items():
+        rows: list[ShardRow] = []
+        for shard, copies in ((body or {}).get("shards") or {}).items():
+            for copy in copies or []:
+                unassigned = copy.get("unassigned_info") or {}
+                delayed = unassigned.get("delayed")
+                rows.append(
+                    ShardRow(
+                        index=str(index),
+                        shard=_int(copy.get("shard", shard)),
+                        primary=bool(copy.get("primary")),
+                        state=str(copy.get("state")),
+                        node=copy.get("node") or None,
+                        unassigned_reason=unassigned.get("reason") or None,
+                        unassigned_at=_timestamp(unassigned.get("at")),
+                        delayed=None if delayed is None else _truthy(delayed),
+                        allocation_status=unassigned.get("allocation_status") or None,
+                    )
+                )
+        rows.sort(key=lambda r: (r.shard, not r.primary, r.node or ""))
+        out[str(index)] = tuple(rows)
+    return out
+
+
+def unreadable_indices(state: Mapping[str, Any]) -> list[str]:
+    """Indices whose blocks refuse metadata reads (`index.blocks.metadata`): the stats and
+    aliases APIs fail as a whole when their expression includes one."""
+    return sorted(
+        index
+        for index, blocks in parse_blocks(state).items()
+        if any("metadata_read" in b.levels for b in blocks)
+    )
+
+
+def _parse_block_set(blocks: Mapping[str, Any] | None) -> tuple[IndexBlock, ...]:
+    return tuple(
+        IndexBlock(
+            block_id=str(block_id),
+            description=str((body or {}).get("description", "")),
+            levels=tuple(str(level) for level in (body or {}).get("levels") or ()),
+        )
+        for block_id, body in sorted((blocks or {}).items())
+    )
+
+
+def parse_blocks(state: Mapping[str, Any]) -> dict[str, tuple[IndexBlock, ...]]:
+    """Per index, the blocks in `_cluster/state/blocks` (`blocks.indices`)."""
+    indices = (state.get("blocks") or {}).get("indices") or {}
+    return {index: _parse_block_set(blocks) for index, blocks in indices.items()}
+
+
+def parse_global_blocks(state: Mapping[str, Any]) -> tuple[IndexBlock, ...]:
+    """Cluster-wide blocks (`blocks.global`, e.g. `cluster.blocks.read_only`)."""
+    return _parse_block_set((state.get("blocks") or {}).get("global"))
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).lower() == "true"
 
 
 def _int(value: Any, default: int = 0) -> int:
@@ -207,11 +377,14 @@ def parse_merge_tasks(tasks: Mapping[str, Any]) -> tuple[MergeTask, ...]:
 
 def parse_snapshot(responses: Mapping[str, Any]) -> ClusterSnapshot:
     """Build a ClusterSnapshot from the planning responses, keyed as in PLANNING_REQUESTS."""
-    metadata = (responses["metadata"].get("metadata") or {}) if responses["metadata"] else {}
+    state: Mapping[str, Any] = responses["metadata"] or {}
+    metadata = state.get("metadata") or {}
     aliases_body: Mapping[str, Any] = responses["aliases"] or {}
+    blocks = parse_blocks(state)
 
     indices: dict[str, IndexInfo] = {}
     for name, body in (metadata.get("indices") or {}).items():
+        flat = flatten_settings(body.get("settings") or {})
         settings = (body.get("settings") or {}).get("index") or {}
         created_ms = settings.get("creation_date")
         creation_date = (
@@ -229,6 +402,8 @@ def parse_snapshot(responses: Mapping[str, Any]) -> ClusterSnapshot:
             hidden=str(settings.get("hidden", "false")).lower() == "true",
             creation_date=creation_date,
             aliases=alias_map,
+            settings=flat,
+            blocks=blocks.get(name, ()),
         )
 
     data_streams: dict[str, tuple[str, ...]] = {}
@@ -238,10 +413,6 @@ def parse_snapshot(responses: Mapping[str, Any]) -> ClusterSnapshot:
             str(i["index_name"]) for i in body.get("indices", []) if "index_name" in i
         )
 
-    shard_states: dict[str, list[str]] = {}
-    for row in responses["shards"] or []:
-        shard_states.setdefault(str(row.get("index")), []).append(str(row.get("state")))
-
     available: dict[str, int] = {}
     names: dict[str, str] = {}
     for node_id, node in ((responses["nodes_fs"] or {}).get("nodes") or {}).items():
@@ -249,16 +420,21 @@ def parse_snapshot(responses: Mapping[str, Any]) -> ClusterSnapshot:
         available[node_id] = _int(total.get("available_in_bytes"))
         names[node_id] = str(node.get("name", node_id))
 
+    health: Mapping[str, Any] = responses["health"] or {}
+    data_nodes = health.get("number_of_data_nodes")
     return ClusterSnapshot(
         version=parse_version(responses["root"]),
-        health=str(responses["health"].get("status", "unknown")),
+        health=str(health.get("status", "unknown")),
         indices=indices,
         data_streams=data_streams,
         copies=parse_copies(responses["stats"] or {}),
-        shard_states={k: tuple(v) for k, v in shard_states.items()},
+        shard_rows=parse_shard_rows(responses["shards"]),
         node_available_bytes=available,
         node_names=names,
         merge_tasks=parse_merge_tasks(responses["tasks"] or {}),
+        data_nodes=None if data_nodes is None else _int(data_nodes),
+        cluster_name=str((responses["root"] or {}).get("cluster_name", "")),
+        global_blocks=parse_global_blocks(state),
     )
 
 

@@ -158,6 +158,53 @@ def hidden_index(client: Any, name: str, segments: int = 12) -> str:
     return plain_index(client, name, segments=segments, **{"index.hidden": True})
 
 
+def blocked_index(client: Any, name: str, block: str, segments: int = 12) -> str:
+    """An index with `index.blocks.<block>: true` (read_only, read_only_allow_delete as the
+    disk flood-stage watermark sets it, metadata, write), as an operator or OpenSearch
+    leaves it. wipe() lifts the block again."""
+    plain_index(client, name, segments=segments)
+    client.indices.put_settings(index=name, body={f"index.blocks.{block}": True})
+    return name
+
+
+def replicated_index(client: Any, name: str, replicas: int = 1, segments: int = 12) -> str:
+    """An index with replicas: on a single node they stay unassigned (health yellow)."""
+    return plain_index(client, name, segments=segments, **{"index.number_of_replicas": replicas})
+
+
+def shrink_source(client: Any, name: str, segments: int = 12) -> str:
+    """A two-shard index prepared for a shrink as ISM and the shrink docs do it: a write
+    block and every shard required on one node (the only one here)."""
+    plain_index(client, name, segments=segments, shards=2)
+    node = next(iter(client.nodes.info()["nodes"].values()))["name"]
+    client.indices.put_settings(
+        index=name,
+        body={"index.blocks.write": True, "index.routing.allocation.require._name": node},
+    )
+    return name
+
+
+def shrunk_index(client: Any, source: str, target: str) -> str:
+    """Shrink `source` (see shrink_source) to one shard in `target` and wait until its
+    shards are started: afterwards it is an ordinary index that keeps
+    `index.resize.source.*` in its settings."""
+    client.indices.shrink(
+        index=source,
+        target=target,
+        body={
+            "settings": {
+                "index.number_of_shards": 1,
+                "index.number_of_replicas": 0,
+                "index.blocks.write": None,
+                "index.routing.allocation.require._name": None,
+                **HOLD_OFF_MERGES,
+            }
+        },
+    )
+    client.cluster.health(index=target, wait_for_status="green")
+    return target
+
+
 def segment_counts(client: Any, index: str) -> dict[tuple[int, bool], int]:
     """Segments per shard copy: {(shard, is_primary): count}, from the segments API.
 
@@ -183,6 +230,16 @@ def wipe(client: Any) -> None:
     for template in templates:
         if template["name"].startswith(TEMPLATE_PREFIX):
             client.indices.delete_index_template(name=template["name"])
+    # Blocks on test indices first: a read-only or metadata block refuses the delete and
+    # the listing below. One block per request: OpenSearch lets a request through a
+    # block only when it changes that block alone.
+    from tests.support.audit import blocked_indices
+
+    for name, blocks in blocked_indices(client).items():
+        if name.startswith(".") and not name.startswith(HIDDEN_PREFIX):
+            continue
+        for block in sorted(blocks, key=lambda b: b != "index.blocks.metadata"):
+            client.indices.put_settings(index=name, body={block: None})
     rows = client.cat.indices(index="*", expand_wildcards="all", format="json", h="index")
     names = [row["index"] for row in rows]
     doomed = [name for name in names if not name.startswith(".") or name.startswith(HIDDEN_PREFIX)]

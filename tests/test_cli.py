@@ -27,9 +27,15 @@ ENV = {"ES_DOMAIN_ENDPOINT": "http://127.0.0.1:9", "LOG_FORMAT": "json", "MERGE_
 class ReplayTransport:
     """Answers planning GETs from the recorded files; anything else fails the test."""
 
-    def __init__(self, error: Exception | None = None, overrides: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        error: Exception | None = None,
+        overrides: dict[str, Any] | None = None,
+        responses: Path = RESPONSES,
+    ):
         self.error = error
         self.overrides = overrides or {}
+        self.responses = responses
         self.calls: list[tuple[str, str]] = []
         self.by_path = {path: key for key, (path, _) in PLANNING_REQUESTS.items()}
 
@@ -38,10 +44,11 @@ class ReplayTransport:
         if self.error is not None:
             raise self.error
         assert method == "GET", (method, path)
-        key = self.by_path[path]
+        # `/<expression>/_alias` answers like `/_alias` (recorded with that expression).
+        key = self.by_path.get(path) or self.by_path["/" + path.split("/", 2)[2]]
         if key in self.overrides:
             return self.overrides[key]
-        return json.loads((RESPONSES / f"{key}.json").read_text())
+        return json.loads((self.responses / f"{key}.json").read_text())
 
 
 class FakeOpenSearch:
@@ -206,3 +213,43 @@ def test_version_and_help_exit_0_without_heavy_imports() -> None:
     assert done.returncode == 0, done.stderr
     assert "merge-job" in done.stdout
     assert "exit codes:" in done.stdout
+
+
+def test_planning_reads_around_a_metadata_blocked_index(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`index.blocks.metadata` makes `_alias` and `_stats` over `*` answer 403: those two
+    reads name every index but the blocked one, and the blocked one is skipped by name."""
+    transport = replay(
+        monkeypatch,
+        ReplayTransport(responses=RESPONSES.parent / "opensearch-2.19-states"),
+    )
+    assert main(["plan", "--output", "json"]) == 0
+    paths = [path for _, path in transport.calls]
+    assert "/%2A%2C-meta-2026.11.01/_alias" in paths
+    assert "/%2A%2C-meta-2026.11.01/_stats/segments,docs,store" in paths
+    assert len(paths) == len(PLANNING_REQUESTS)
+    document = json.loads(capsys.readouterr().out)
+    reasons = {e["index"]: e["reason"] for e in document["indices"]}
+    assert reasons["meta-2026.11.01"] == "blocked"
+
+
+def test_patterns_matching_nothing_warn_in_the_log_plan_and_summary(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    replay(monkeypatch, ReplayTransport())
+    monkeypatch.setenv("MERGE_INDEX_PATTERNS", "lgos-*")
+    monkeypatch.setenv("MERGE_EXCLUDE_PATTERNS", "nothing-*")
+    assert main(["run"]) == 0  # exit code unchanged
+    err = capsys.readouterr().err
+    logged = events(err)
+    warned = [e for e in logged if e["event"] == "pattern_matches_nothing"]
+    assert [(e["kind"], e["pattern"], e["level"]) for e in warned] == [
+        ("include", "lgos-*", "warning"),
+        ("exclude", "nothing-*", "warning"),
+    ]
+    summary = logged[-1]
+    assert summary["event"] == "run_summary"
+    assert summary["level"] == "warning"
+    assert summary["reason"] == "nothing_to_do"
+    assert "the include patterns select no index" in summary["warnings"]

@@ -617,3 +617,55 @@ def test_planning_is_a_fixed_list_of_gets() -> None:
     cluster.snapshot()
     assert [m for m, _ in transport.calls] == ["GET"] * len(PLANNING_REQUESTS)
     assert len(transport.calls) <= 8
+
+
+# A force-merge refused by an index block the planner could not see (set after planning),
+# as OpenSearch 1.3 answers the blocking call and 2.19 the task submission.
+READ_ONLY_BLOCK = opensearchpy.AuthorizationException(
+    403,
+    "cluster_block_exception",
+    {
+        "error": {
+            "root_cause": [
+                {
+                    "type": "cluster_block_exception",
+                    "reason": "index [ro] blocked by: [FORBIDDEN/5/index read-only (api)];",
+                }
+            ],
+            "type": "cluster_block_exception",
+            "reason": "index [ro] blocked by: [FORBIDDEN/5/index read-only (api)];",
+        },
+        "status": 403,
+    },
+)
+FLOOD_STAGE_BLOCK = RetryableStatusError(
+    429,
+    '{"error":{"type":"cluster_block_exception","reason":"index [flood] blocked by: '
+    "[TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has "
+    'read-only-allow-delete block];"},"status":429}',
+    retry_after=None,
+)
+
+
+def test_a_cluster_block_answer_is_the_index_failing_not_refused_credentials() -> None:
+    cluster, transport = adapter([READ_ONLY_BLOCK], [])
+    with pytest.raises(opensearchpy.AuthorizationException):
+        cluster.forcemerge("ro", {"max_num_segments": "1"})
+    # A flood-stage block answers 429 but waiting does not lift it: sent once.
+    cluster, transport = adapter([FLOOD_STAGE_BLOCK], [])
+    with pytest.raises(RetryableStatusError):
+        cluster.forcemerge("flood", {"max_num_segments": "1"})
+    assert len(transport.calls) == 1
+
+
+@pytest.mark.parametrize("task", [True, False])
+def test_a_blocked_index_fails_with_the_servers_reason_and_the_run_goes_on(task: bool) -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5, "ro": 5, "c": 5}
+    cluster.post_error["ro"] = READ_ONLY_BLOCK
+    result, _ = execute(cluster, plan_of("a", "ro", "c", task=task))
+    assert statuses(result) == {"a": Status.MERGED, "ro": Status.FAILED, "c": Status.MERGED}
+    [failed] = [o for o in result.outcomes if o.index == "ro"]
+    assert "index read-only" in failed.detail
+    assert result.stop_reason is None
+    assert result.exit_code is ExitCode.MERGE_FAILED

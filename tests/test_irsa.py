@@ -186,14 +186,10 @@ def test_eks_pod_identity_runs_the_same(
 FGAC_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/"): ("cluster:monitor/main",),
     ("GET", "/_cluster/health"): ("cluster:monitor/health",),
-    ("GET", "/_cluster/state/metadata"): ("cluster:monitor/state",),
+    ("GET", "/_cluster/state/metadata,blocks"): ("cluster:monitor/state",),
     ("GET", "/_alias"): ("indices:admin/aliases/get",),
     ("GET", "/_stats/segments,docs,store"): ("indices:monitor/stats",),
-    ("GET", "/_cat/shards"): (
-        "cluster:monitor/shards",
-        "cluster:monitor/state",
-        "indices:monitor/stats",
-    ),
+    ("GET", "/_cluster/state/routing_table"): ("cluster:monitor/state",),
     ("GET", "/_nodes/stats/fs"): ("cluster:monitor/nodes/stats",),
     ("GET", "/_tasks"): ("cluster:monitor/tasks/lists",),
     ("GET", "/_tasks/{task_id}"): ("cluster:monitor/task/get",),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from merge_job.config import OPTIONS
 from merge_job.errors import ExitCode
+from merge_job.plan import SkipReason
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -60,3 +61,12 @@ def test_layout_table_names_every_module_of_the_package() -> None:
     modules = {p.name for p in package.glob("*.py")} - {"__init__.py"}
     assert modules - documented == set(), "modules missing from the README layout table"
     assert documented - modules == set(), "README layout table names modules that do not exist"
+
+
+def test_every_skip_reason_is_documented() -> None:
+    contract = (README.parent / "docs" / "contract.md").read_text()
+    never_merges = readme_section("What it never merges")
+    for reason in SkipReason:
+        assert f"`{reason.value}`" in contract, reason
+        if reason is not SkipReason.DELETED:  # only at execution time: the contract's
+            assert f"`{reason.value}`" in never_merges, reason

@@ -83,10 +83,10 @@ def test_planning_survives_resets_timeouts_slow_answers_and_retryable_statuses(
     [index] = indices(cluster, "plan", 1)
     faulted: dict[str, tuple[str, dict[str, object]]] = {
         r"^/_cluster/health$": ("reset", {}),
-        r"^/_cluster/state/metadata$": ("delay", {"delay_s": 3.0}),  # > request timeout
+        r"^/_cluster/state/metadata,blocks$": ("delay", {"delay_s": 3.0}),  # > timeout
         r"^/_alias$": ("status", {"status": 503, "retry_after": "1"}),
         r"^/_stats/": ("status", {"status": 429}),
-        r"^/_cat/shards$": ("status", {"status": 502}),
+        r"^/_cluster/state/routing_table$": ("status", {"status": 502}),
         r"^/_nodes/stats/fs$": ("status", {"status": 504, "retry_after": "0"}),
     }
     with recording_proxy(cluster.url) as proxy:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 
 from merge_job.config import Settings
 from merge_job.execute import RunResult, StopReason
 from merge_job.merge import MergeOutcome, Status
-from merge_job.plan import Decision, IndexPlan, Plan, SkipReason
+from merge_job.plan import Decision, IndexPlan, PatternWarning, Plan, SkipReason
 from merge_job.report import plan_document, plan_json, plan_table, run_summary
 
 PLAN = Plan(
@@ -94,3 +95,16 @@ def test_run_summary_counts() -> None:
     assert summary["exit_code"] == 1  # failures outrank the deadline
     assert summary["reason"] == "deadline"
     assert run_summary(PLAN, None, 0, "dry_run")["remaining"] == 1
+
+
+def test_plan_warnings_reach_the_document_the_table_and_the_summary() -> None:
+    plan = dataclasses.replace(
+        PLAN,
+        pattern_warnings=(PatternWarning("include", "ordrs"),),
+        include_patterns_given=True,
+    )
+    message = "include pattern 'ordrs' matches no index, alias or data stream"
+    assert json.loads(plan_json(plan, SETTINGS))["warnings"] == [message]
+    assert f"warning: {message}" in plan_table(plan)
+    assert run_summary(plan, None, 0, "dry_run")["warnings"] == [message]
+    assert json.loads(plan_json(PLAN, SETTINGS))["warnings"] == []
