@@ -6,6 +6,7 @@
 # debootstrap makes the root filesystem from Debian's package mirror and `docker import`
 # turns it into an image. This is the air-gapped path: a machine that reaches a Debian
 # mirror (or a local one, via DEBIAN_MIRROR) but no registry. Skips an image that exists.
+# Exits 3 with the reason when this machine cannot build it (debootstrap needs root).
 set -euo pipefail
 
 image=${1:?usage: build-debian-base.sh <image:tag> <packages>}
@@ -19,7 +20,13 @@ if docker image inspect "$image" >/dev/null 2>&1; then
   exit 0
 fi
 
+cannot_build() {
+  log "cannot build $image here: $*"
+  exit 3
+}
+[ "$(id -u)" -eq 0 ] || cannot_build "debootstrap needs root"
 if ! command -v debootstrap >/dev/null 2>&1; then
+  command -v apt-get >/dev/null 2>&1 || cannot_build "no debootstrap, and no apt-get to install it"
   log "installing debootstrap"
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null

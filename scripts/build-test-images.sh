@@ -5,16 +5,16 @@
 # debootstrapped Debian with a JRE, the server is the distribution OpenSearch publishes
 # to Maven Central. Idempotent: images and downloads that exist are reused.
 #
-#   scripts/build-test-images.sh [version ...]     (default: the pinned versions below)
+#   scripts/build-test-images.sh [version ...]   (default: every version pinned in
+#                                                 tests/images/versions)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-# Pinned test versions: the newest 2.19.x that resolves, and 1.3.x, which predates
-# _forcemerge?wait_for_completion=false (added in 2.7).
-default_versions=(2.19.6 1.3.20)
 versions=("$@")
-[ ${#versions[@]} -gt 0 ] || versions=("${default_versions[@]}")
+if [ ${#versions[@]} -eq 0 ]; then
+  mapfile -t versions < <("$here/test-versions.sh" | awk '$1 == "opensearch" {print $2}')
+fi
 
 cache=${MERGE_JOB_CACHE:-$HOME/.cache/merge-job}
 base_image=merge-job-test/debian-jre17:bookworm

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import nodes, overhead, peers, planning, simulate, startup
-from tests.conftest import OpenSearchNode
+from tests.support.node import OpenSearchNode
 
 
 def results(directory: Path, name: str) -> dict[str, object]:

@@ -18,34 +18,28 @@ from merge_job import job
 from merge_job.cli import main
 from merge_job.client import PLANNING_REQUESTS, ClusterClient
 from merge_job.errors import CredentialsError
+from tests.support.fake_opensearch import FakeOpenSearch, FakeTransport
 
 RESPONSES = Path(__file__).parent / "fixtures" / "responses" / "opensearch-2.19"
 ENV = {"ES_DOMAIN_ENDPOINT": "http://127.0.0.1:9", "LOG_FORMAT": "json", "MERGE_MIN_AGE": "0"}
 
 
-class ReplayTransport:
+class Replay:
     """Answers planning GETs from the recorded files; anything else fails the test."""
 
     def __init__(self, error: Exception | None = None, overrides: dict[str, Any] | None = None):
         self.error = error
         self.overrides = overrides or {}
-        self.calls: list[tuple[str, str]] = []
         self.by_path = {path: key for key, (path, _) in PLANNING_REQUESTS.items()}
 
-    def perform_request(self, method: str, path: str, params: Any = None, **_: Any) -> Any:
-        self.calls.append((method, path))
+    def __call__(self, method: str, path: str) -> Any:
         if self.error is not None:
-            raise self.error
+            return self.error
         assert method == "GET", (method, path)
         key = self.by_path[path]
         if key in self.overrides:
             return self.overrides[key]
         return json.loads((RESPONSES / f"{key}.json").read_text())
-
-
-class FakeOpenSearch:
-    def __init__(self, transport: ReplayTransport) -> None:
-        self.transport = transport
 
 
 @pytest.fixture(autouse=True)
@@ -60,17 +54,19 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     logging.getLogger().handlers.clear()
 
 
-def replay(monkeypatch: pytest.MonkeyPatch, transport: ReplayTransport) -> ReplayTransport:
+def replay(monkeypatch: pytest.MonkeyPatch, answer: Replay) -> FakeTransport:
+    """Every job run in this test talks to a fake client answering with `answer`."""
+    fake = FakeOpenSearch(answer)
     monkeypatch.setattr(
         job,
         "connect",
         lambda settings: ClusterClient(
-            FakeOpenSearch(transport),  # type: ignore[arg-type]
+            fake,  # type: ignore[arg-type]
             sleep=lambda s: None,
             endpoint=settings.endpoint,
         ),
     )
-    return transport
+    return fake.transport
 
 
 def events(stderr: str) -> list[dict[str, Any]]:
@@ -82,7 +78,7 @@ def test_plan_prints_the_document_on_stdout_and_logs_on_stderr(
 ) -> None:
     monkeypatch.setenv("MERGE_BASIC_AUTH_USER", "merger")
     monkeypatch.setenv("MERGE_BASIC_AUTH_PASSWORD", "pw-never-logged")
-    transport = replay(monkeypatch, ReplayTransport())
+    transport = replay(monkeypatch, Replay())
 
     assert main(["plan", "--output", "json"]) == 0
 
@@ -103,7 +99,7 @@ def test_plan_prints_the_document_on_stdout_and_logs_on_stderr(
 def test_dry_run_plans_without_merging(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    transport = replay(monkeypatch, ReplayTransport())
+    transport = replay(monkeypatch, Replay())
     monkeypatch.setenv("MERGE_DRY_RUN", "true")
     assert main([]) == 0
     out, err = capsys.readouterr()
@@ -113,7 +109,7 @@ def test_dry_run_plans_without_merging(
 
 
 def test_plan_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    replay(monkeypatch, ReplayTransport())
+    replay(monkeypatch, Replay())
     assert main(["plan", "--output", "table"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("OpenSearch 2.19.6, health green")
@@ -123,7 +119,7 @@ def test_plan_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtu
 def test_bad_setting_exits_2_before_any_request(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    transport = replay(monkeypatch, ReplayTransport())
+    transport = replay(monkeypatch, Replay())
     monkeypatch.setenv("MERGE_MIN_AGE", "banana")
     assert main(["run"]) == 2
     err = capsys.readouterr().err
@@ -159,7 +155,7 @@ def test_missing_endpoint_exits_2(
 def test_unreachable_or_refused_exits_3(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], error: Exception
 ) -> None:
-    replay(monkeypatch, ReplayTransport(error=error))
+    replay(monkeypatch, Replay(error=error))
     assert main(["plan"]) == 3
     out, err = capsys.readouterr()
     assert out == ""
@@ -184,7 +180,7 @@ def test_missing_aws_credentials_exit_3(
 def test_health_gate_exits_3_without_merging(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    transport = replay(monkeypatch, ReplayTransport(overrides={"health": {"status": "red"}}))
+    transport = replay(monkeypatch, Replay(overrides={"health": {"status": "red"}}))
     assert main(["run"]) == 3
     logged = events(capsys.readouterr().err)
     assert "health_gate_failed" in [e["event"] for e in logged]

@@ -7,8 +7,7 @@ from datetime import date
 
 import pytest
 
-from tests.conftest import OpenSearchNode
-from tests.factories import (
+from tests.support.factories import (
     closed_index,
     daily_indices,
     data_stream,
@@ -16,6 +15,7 @@ from tests.factories import (
     rollover_alias,
     segment_counts,
 )
+from tests.support.node import OpenSearchNode
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import OpenSearchNode
-from tests.factories import (
+from tests.support.factories import (
     closed_index,
     daily_indices,
     data_stream,
@@ -22,6 +21,7 @@ from tests.factories import (
     segment_counts,
 )
 from tests.support.job import run_job
+from tests.support.node import OpenSearchNode
 from tests.support.recording_proxy import recording_proxy
 
 pytestmark = pytest.mark.integration

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import OpenSearchNode
-from tests.factories import daily_indices, segment_counts
+from tests.support.factories import daily_indices, segment_counts
 from tests.support.job import JobResult
+from tests.support.node import OpenSearchNode
 from tests.support.pod_identity import PodIdentityAgent
 from tests.support.sigv4_proxy import SESSION_AUDIT, TOKEN_EXPIRED, SigV4Proxy
 from tests.support.sts import (

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import OpenSearchNode
-from tests.factories import plain_index, segment_counts
 from tests.support.audit import check_active
+from tests.support.factories import plain_index, segment_counts
 from tests.support.job import JobResult, RunningJob, run_job, start_job
+from tests.support.node import OpenSearchNode
 from tests.support.recording_proxy import RecordedRequest, RecordingProxy, recording_proxy
 
 pytestmark = pytest.mark.integration
