@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from merge_job.config import Settings, date_format_regex
+from merge_job.engines import OPENSEARCH, engine_of
 from merge_job.snapshot import STARTED, ClusterSnapshot, IndexInfo, ShardCopy
 
 
@@ -62,6 +63,7 @@ class Plan:
     health: str
     async_forcemerge: bool
     indices: tuple[IndexPlan, ...]  # merges first, oldest first; then skips by name
+    engine: str = OPENSEARCH  # engines.OPENSEARCH or engines.ELASTICSEARCH
 
     @property
     def merges(self) -> list[IndexPlan]:
@@ -353,4 +355,5 @@ def build_plan(snapshot: ClusterSnapshot, settings: Settings, now: dt.datetime) 
         health=snapshot.health,
         async_forcemerge=snapshot.version.async_forcemerge,
         indices=(*merges, *skips),
+        engine=engine_of(snapshot.version).name,
     )

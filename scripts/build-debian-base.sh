@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Build a minimal Debian bookworm base image without any container registry.
+# Build a minimal Debian base image without any container registry.
 #
-#   scripts/build-debian-base.sh <image:tag> <comma-separated packages>
+#   scripts/build-debian-base.sh <image:tag> <comma-separated packages> [suite]
+#
+# The suite defaults to bookworm; trixie (Debian 13) is the one with OpenJDK 21, which
+# OpenSearch 3.x needs.
 #
 # debootstrap makes the root filesystem from Debian's package mirror and `docker import`
 # turns it into an image. This is the air-gapped path: a machine that reaches a Debian
@@ -11,6 +14,7 @@ set -euo pipefail
 
 image=${1:?usage: build-debian-base.sh <image:tag> <packages>}
 packages=${2:?usage: build-debian-base.sh <image:tag> <packages>}
+suite=${3:-bookworm}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 log() { printf '[debian-base] %s\n' "$*" >&2; }
@@ -35,8 +39,8 @@ fi
 rootfs=$(mktemp -d /tmp/merge-job-rootfs.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT
 
-log "debootstrap bookworm with $packages (mirror $mirror)"
-debootstrap --variant=minbase --include="$packages" bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || {
+log "debootstrap $suite with $packages (mirror $mirror)"
+debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || {
   tail -n 30 "$rootfs.log" >&2
   exit 1
 }

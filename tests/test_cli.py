@@ -84,7 +84,7 @@ def test_plan_prints_the_document_on_stdout_and_logs_on_stderr(
 
     out, err = capsys.readouterr()
     document = json.loads(out)
-    assert document["cluster"] == {"version": "2.19.6", "health": "green"}
+    assert document["cluster"] == {"engine": "OpenSearch", "version": "2.19.6", "health": "green"}
     skipped = {e["index"]: e["reason"] for e in document["indices"] if e["decision"] == "skip"}
     logged = events(err)
     assert [e["event"] for e in logged][:2] == ["config", "dry_run"]
@@ -201,3 +201,84 @@ def test_version_and_help_exit_0_without_heavy_imports() -> None:
     assert done.returncode == 0, done.stderr
     assert "merge-job" in done.stdout
     assert "exit codes:" in done.stdout
+
+
+def root_answer(number: str, distribution: str | None = None) -> dict[str, Any]:
+    version: dict[str, Any] = {"number": number, "build_flavor": "default"}
+    if distribution:
+        version["distribution"] = distribution
+    return {"name": "node-1", "version": version, "tagline": "You Know, for Search"}
+
+
+@pytest.mark.parametrize(
+    ("root", "named"),
+    [
+        (root_answer("8.15.0"), "Elasticsearch 8.15.0"),
+        (root_answer("7.9.3"), "Elasticsearch 7.9.3"),
+        (root_answer("6.8.23"), "Elasticsearch 6.8.23"),
+    ],
+    ids=["es-8", "es-7.9", "es-6.8"],
+)
+def test_an_unsupported_engine_exits_3_naming_it_before_any_merge(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    root: dict[str, Any],
+    named: str,
+) -> None:
+    transport = replay(monkeypatch, Replay(overrides={"root": root}))
+    assert main(["run"]) == 3
+    out, err = capsys.readouterr()
+    assert out == ""
+    [failure] = [e for e in events(err) if e["event"] == "run_failed"]
+    assert f"{named} is not supported" in failure["error"]
+    assert "OpenSearch 1.0 or later, or Elasticsearch 7.10 to 7.17" in failure["error"]
+    assert "cluster" not in [e["event"] for e in events(err)]
+    assert {m for m, _ in transport.calls} == {"GET"}
+
+
+def test_an_old_engine_that_refuses_a_planning_request_is_named_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refused = opensearchpy.RequestError(400, "illegal_argument_exception", {})
+    transport = replay(
+        monkeypatch, Replay(overrides={"root": root_answer("6.8.23"), "stats": refused})
+    )
+    assert main(["run"]) == 3
+    [failure] = [e for e in events(capsys.readouterr().err) if e["event"] == "run_failed"]
+    assert "Elasticsearch 6.8.23 is not supported" in failure["error"]
+    assert transport.calls[-1] == ("GET", "/")  # the one extra request: the root, to say why
+    assert {m for m, _ in transport.calls} == {"GET"}
+
+
+def test_a_planning_failure_on_a_supported_engine_is_reported_as_such(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refused = opensearchpy.RequestError(400, "illegal_argument_exception", {})
+    replay(monkeypatch, Replay(overrides={"stats": refused}))
+    assert main(["run"]) == 3
+    [failure] = [e for e in events(capsys.readouterr().err) if e["event"] == "run_failed"]
+    assert failure["error"].startswith("planning request failed on http://127.0.0.1:9")
+
+
+@pytest.mark.parametrize(
+    ("root", "engine"),
+    [
+        (root_answer("7.10.2"), "Elasticsearch"),
+        (root_answer("7.17.29"), "Elasticsearch"),
+        (root_answer("3.8.0", "opensearch"), "OpenSearch"),
+        (root_answer("1.3.20", "opensearch"), "OpenSearch"),
+    ],
+    ids=["es-7.10", "es-7.17", "os-3.8", "os-1.3"],
+)
+def test_the_cluster_event_names_the_engine_and_version(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    root: dict[str, Any],
+    engine: str,
+) -> None:
+    replay(monkeypatch, Replay(overrides={"root": root}))
+    assert main(["plan", "--output", "json"]) == 0
+    out, err = capsys.readouterr()
+    [cluster] = [e for e in events(err) if e["event"] == "cluster"]
+    assert (cluster["engine"], cluster["version"]) == (engine, root["version"]["number"])
+    assert json.loads(out)["cluster"]["engine"] == engine
