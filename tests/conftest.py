@@ -23,7 +23,12 @@ os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
 os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
 
 from tests.support.containers import remove_stale_containers, require_docker
-from tests.support.node import OpenSearchNode, opensearch_images, start_opensearch
+from tests.support.node import (
+    OpenSearchNode,
+    opensearch_images,
+    probe_capabilities,
+    start_opensearch,
+)
 
 
 @pytest.fixture(scope="session")
@@ -88,6 +93,7 @@ def opensearch(
             direct_url=direct_url,
             audit=audit,
             distribution=version_info.get("distribution", "elasticsearch"),
+            capabilities=probe_capabilities(client),
         )
         # The whole session's traffic to this node, whichever test sent it.
         forbidden = audit.session_violations()

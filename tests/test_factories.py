@@ -54,6 +54,7 @@ def test_rollover_alias_has_one_write_index_the_newest(cluster: OpenSearchNode) 
 
 
 def test_data_stream_has_its_generations_and_write_index(cluster: OpenSearchNode) -> None:
+    cluster.require("data_streams")
     made = data_stream(cluster.client, name="metrics-app", generations=3, segments=10)
 
     stream = cluster.client.transport.perform_request("GET", "/_data_stream/metrics-app")[

@@ -28,6 +28,39 @@ def opensearch_images() -> list[str]:
 
 
 @dataclass(frozen=True)
+class Capabilities:
+    """What a node can do that the tests depend on, asked of the node itself (never
+    inferred from a version string: engines and versions add and drop features)."""
+
+    task_forcemerge: bool  # `_forcemerge?wait_for_completion=false` answers with a task
+    data_streams: bool  # the `_data_stream` API exists (not in the Elasticsearch OSS build)
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name}={value}" for name, value in vars(self).items())
+
+
+def probe_capabilities(client: Any) -> Capabilities:
+    """Ask the node (direct client, not audited): two requests that change nothing."""
+    import opensearchpy
+
+    def answers(method: str, path: str, params: dict[str, str] | None = None) -> int:
+        try:
+            client.transport.perform_request(method, path, params=params)
+        except opensearchpy.TransportError as error:
+            return int(error.status_code) if isinstance(error.status_code, int) else 0
+        return 200
+
+    # On an index that does not exist: a task (that fails at once, changing nothing) or a
+    # 404 where the parameter is known; a 400 where the REST layer rejects it as
+    # unrecognized (OpenSearch before 2.7, Elasticsearch 7.x).
+    task = answers(
+        "POST", "/merge-job-capability-probe/_forcemerge", {"wait_for_completion": "false"}
+    )
+    streams = answers("GET", "/_data_stream")
+    return Capabilities(task_forcemerge=task != 400, data_streams=streams == 200)
+
+
+@dataclass(frozen=True)
 class OpenSearchNode:
     """A running node (OpenSearch, or Elasticsearch 7.10) reachable from this machine.
 
@@ -44,10 +77,14 @@ class OpenSearchNode:
     direct_url: str = ""
     audit: Any = field(default=None, compare=False)  # tests.support.audit.NodeAudit
     distribution: str = "opensearch"  # "elasticsearch" for Elasticsearch
+    capabilities: Capabilities = field(default=Capabilities(True, True), compare=False)
 
-    @property
-    def version_tuple(self) -> tuple[int, ...]:
-        return tuple(int(part) for part in self.version.split(".")[:3])
+    def require(self, capability: str) -> None:
+        """Skip, saying so, on a node without `capability` (a Capabilities field)."""
+        import pytest
+
+        if not getattr(self.capabilities, capability):
+            pytest.skip(f"{self.image} has no {capability.replace('_', ' ')}")
 
     def restart(self, timeout_s: float = 180) -> None:
         """`docker restart` the node, then wait until it answers with health yellow or green.
