@@ -210,22 +210,12 @@ def root_answer(number: str, distribution: str | None = None) -> dict[str, Any]:
     return {"name": "node-1", "version": version, "tagline": "You Know, for Search"}
 
 
-@pytest.mark.parametrize(
-    ("root", "named"),
-    [
-        (root_answer("8.15.0"), "Elasticsearch 8.15.0"),
-        (root_answer("7.9.3"), "Elasticsearch 7.9.3"),
-        (root_answer("6.8.23"), "Elasticsearch 6.8.23"),
-    ],
-    ids=["es-8", "es-7.9", "es-6.8"],
-)
+@pytest.mark.parametrize("number", ["8.15.0", "7.9.3", "6.8.23"])
 def test_an_unsupported_engine_exits_3_naming_it_before_any_merge(
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    root: dict[str, Any],
-    named: str,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], number: str
 ) -> None:
-    transport = replay(monkeypatch, Replay(overrides={"root": root}))
+    named = f"Elasticsearch {number}"
+    transport = replay(monkeypatch, Replay(overrides={"root": root_answer(number)}))
     assert main(["run"]) == 3
     out, err = capsys.readouterr()
     assert out == ""
@@ -260,25 +250,22 @@ def test_a_planning_failure_on_a_supported_engine_is_reported_as_such(
     assert failure["error"].startswith("planning request failed on http://127.0.0.1:9")
 
 
-@pytest.mark.parametrize(
-    ("root", "engine"),
-    [
-        (root_answer("7.10.2"), "Elasticsearch"),
-        (root_answer("7.17.29"), "Elasticsearch"),
-        (root_answer("3.8.0", "opensearch"), "OpenSearch"),
-        (root_answer("1.3.20", "opensearch"), "OpenSearch"),
-    ],
-    ids=["es-7.10", "es-7.17", "os-3.8", "os-1.3"],
-)
+ENGINE_ROOTS = {
+    "Elasticsearch 7.10.2": root_answer("7.10.2"),
+    "Elasticsearch 7.17.29": root_answer("7.17.29"),
+    "OpenSearch 3.8.0": root_answer("3.8.0", "opensearch"),
+    "OpenSearch 1.3.20": root_answer("1.3.20", "opensearch"),
+}
+
+
+@pytest.mark.parametrize("named", ENGINE_ROOTS)
 def test_the_cluster_event_names_the_engine_and_version(
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    root: dict[str, Any],
-    engine: str,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], named: str
 ) -> None:
-    replay(monkeypatch, Replay(overrides={"root": root}))
+    replay(monkeypatch, Replay(overrides={"root": ENGINE_ROOTS[named]}))
     assert main(["plan", "--output", "json"]) == 0
     out, err = capsys.readouterr()
     [cluster] = [e for e in events(err) if e["event"] == "cluster"]
-    assert (cluster["engine"], cluster["version"]) == (engine, root["version"]["number"])
+    engine, version = named.split()
+    assert (cluster["engine"], cluster["version"]) == (engine, version)
     assert json.loads(out)["cluster"]["engine"] == engine
