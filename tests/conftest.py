@@ -21,6 +21,9 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 # only ever talk to loopback, so ports are mapped and reached on 127.0.0.1.
 os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
 os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+# How long a node may take to turn green (tries, one a second). OpenSearch 3.x starts in
+# ~30 s on an idle 2-core machine, but minutes when the machine is busy; 120 s is too tight.
+os.environ.setdefault("TC_MAX_TRIES", "600")
 
 from tests.support.containers import remove_stale_containers, require_docker
 from tests.support.node import (

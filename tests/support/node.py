@@ -134,5 +134,10 @@ def start_opensearch(image: str, **extra_env: str) -> Any:
     # A fixed host port: `docker restart` keeps it (a random one changes on restart), so a
     # test can restart the session's node and every URL and client stays valid.
     container.with_bind_ports(container.port, free_port())
-    container.start()
+    try:
+        container.start()
+    except BaseException:
+        # Never turned green: the caller gets no container to stop, so stop it here.
+        container.stop()
+        raise
     return container
