@@ -20,6 +20,7 @@ from typing import Any
 from tabulate import tabulate
 
 from tests.support.job import job_env
+from tests.support.versions import primary_opensearch
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent
@@ -169,7 +170,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--image",
-        default=os.environ.get("MERGE_JOB_BENCH_IMAGE", "merge-job-test/opensearch:2.19.6"),
+        default=os.environ.get("MERGE_JOB_BENCH_IMAGE", primary_opensearch().local_image),
         help="OpenSearch image for the node(s) the benchmark starts (default: %(default)s)",
     )
     parser.add_argument(

@@ -32,10 +32,11 @@ from typing import Any
 from benchmarks import cluster, common, data
 from benchmarks.planning import job_settings
 from tests.support.recording_proxy import RecordedRequest, recording_proxy
+from tests.support.versions import primary_opensearch
 
 PREFIX = "peer-"
 CURATOR_PACKAGE = "curator-opensearch==0.0.13"
-ISM_IMAGE = "merge-job-bench/opensearch-ism:2.19.6"
+ISM_IMAGE = f"merge-job-bench/opensearch-ism:{primary_opensearch().version}"
 TARGET_PLANNING_RATIO = 10.0
 
 # What the loop does before merging: list the indices (its whole "planning").

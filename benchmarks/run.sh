@@ -12,8 +12,9 @@ if [ ! -x .venv/bin/python ]; then
   .venv/bin/pip install --quiet -e '.[test]'
 fi
 bash scripts/ensure-docker.sh
-bash scripts/build-test-images.sh 2.19.6
-bash scripts/build-bench-images.sh 2.19.6 || true  # ISM image: optional (see docs/benchmarks.md)
+primary=$(bash scripts/test-versions.sh --primary)
+bash scripts/build-test-images.sh "$primary"
+bash scripts/build-bench-images.sh "$primary" || true  # ISM image: optional (see docs/benchmarks.md)
 
 name=${1:?usage: benchmarks/run.sh <name>|all [args]}
 shift

@@ -146,6 +146,17 @@ def _log_retry(state: RetryCallState) -> None:
     )
 
 
+def _waited_in_vain(err: BaseException) -> bool:
+    """A long poll's wait ran out before the task ended: not a failure, the task still runs.
+
+    Versions answer it differently: 500 (OpenSearch 2.x), 504 (3.x, which would otherwise
+    look like a gateway timeout and be retried); each with a `timeout_exception` body.
+    """
+    if not isinstance(err, opensearchpy.TransportError):
+        return False
+    return "timeout_exception" in str(err.error) + str(err.info)[:300]
+
+
 def index_path(index: str, *rest: str) -> str:
     """`/<index>/...` with the index name percent-encoded (one concrete name, never a list)."""
     return "/" + "/".join([urllib.parse.quote(index, safe=""), *rest])
@@ -318,12 +329,17 @@ class ClusterClient:
                 # read by the transport, not sent: the wait plus time to answer
                 "request_timeout": wait_s + LONG_POLL_GRACE_S,
             }
+
+        def retryable(err: BaseException) -> bool:
+            return _is_retryable(err) and not (wait_s > 0 and _waited_in_vain(err))
+
+        path = "/_tasks/" + urllib.parse.quote(task_id, safe=":")
         try:
-            body = self.get("/_tasks/" + urllib.parse.quote(task_id, safe=":"), params)
+            body = self._request(retryable, "GET", path, params)
         except opensearchpy.NotFoundError:
             return None
         except opensearchpy.TransportError as err:
-            if wait_s > 0 and "timeout_exception" in str(err.error) + str(err.info)[:300]:
+            if wait_s > 0 and _waited_in_vain(err):
                 return RUNNING  # waited; still running
             raise
         return parse_task_status(body)

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from merge_job.config import Settings, date_format_regex
+from merge_job.engines import OPENSEARCH, engine_of
 from merge_job.snapshot import STARTED, ClusterSnapshot, IndexInfo, ShardCopy, ShardRow
 
 UNASSIGNED = "UNASSIGNED"
@@ -109,6 +110,7 @@ class Plan:
     indices: tuple[IndexPlan, ...]  # merges first, oldest first; then skips by name
     pattern_warnings: tuple[PatternWarning, ...] = ()
     include_patterns_given: bool = False
+    engine: str = OPENSEARCH  # engines.OPENSEARCH or engines.ELASTICSEARCH
 
     @property
     def merges(self) -> list[IndexPlan]:
@@ -640,4 +642,5 @@ def build_plan(snapshot: ClusterSnapshot, settings: Settings, now: dt.datetime) 
         indices=(*merges, *skips),
         pattern_warnings=planner.pattern_warnings(),
         include_patterns_given=bool(settings.index_patterns),
+        engine=engine_of(snapshot.version).name,
     )

@@ -28,7 +28,7 @@ def index_entry(item: IndexPlan) -> dict[str, Any]:
 def plan_document(plan: Plan, settings: Settings) -> dict[str, Any]:
     """The plan JSON document of docs/contract.md."""
     return {
-        "cluster": {"version": plan.version, "health": plan.health},
+        "cluster": {"engine": plan.engine, "version": plan.version, "health": plan.health},
         "settings": settings.redacted(),
         "warnings": plan.summary_warnings(),
         "indices": [index_entry(item) for item in plan.indices],
@@ -80,7 +80,7 @@ def plan_table(plan: Plan) -> str:
         tablefmt="simple",
     )
     header = (
-        f"OpenSearch {plan.version}, health {plan.health}: "
+        f"{plan.engine} {plan.version}, health {plan.health}: "
         f"{len(plan.merges)} to merge, {len(plan.skips)} skipped\n"
     )
     warnings = "".join(f"warning: {w}\n" for w in plan.summary_warnings())

@@ -7,12 +7,13 @@
 # the reason when a zip cannot be had (not an error of the benchmarks: peers.py then
 # reports ISM as not measured). Idempotent.
 #
-#   scripts/build-bench-images.sh [version]      (default 2.19.6)
+#   scripts/build-bench-images.sh [version]      (default: the primary OpenSearch version
+#                                                 of tests/images/versions)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-version=${1:-2.19.6}
+version=${1:-$("$here/test-versions.sh" --primary)}
 image=merge-job-bench/opensearch-ism:$version
 cache=${MERGE_JOB_CACHE:-$HOME/.cache/merge-job}/plugins
 

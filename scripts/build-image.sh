@@ -15,6 +15,8 @@
 #   BASE_IMAGE        base image (default merge-job-build/python:3.11-bookworm, built if missing)
 #   PYTHON            host Python for `pip wheel`; must be the base's minor version (3.11)
 #   FORCE=1           rebuild even when the tag exists
+#
+# Exits 3 with the reason when this machine cannot build the base (debootstrap needs root).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)

@@ -1,60 +1,77 @@
 #!/usr/bin/env bash
-# Build the OpenSearch test images merge-job-test/opensearch:<version> locally.
+# Build the test images merge-job-test/<engine>:<version> locally, one per line of
+# tests/images/versions (OpenSearch, and Elasticsearch 7.10 OSS).
 #
 # For machines with no container registry (CI, air-gapped networks): the base is a
-# debootstrapped Debian with a JRE, the server is the distribution OpenSearch publishes
-# to Maven Central. Idempotent: images and downloads that exist are reused.
+# debootstrapped Debian with a JRE, the server is the integ-test distribution the project
+# publishes to Maven Central. Idempotent: images and downloads that exist are reused.
 #
-#   scripts/build-test-images.sh [version ...]     (default: the pinned versions below)
+#   scripts/build-test-images.sh [version ...]   (default: every pinned version)
+#
+# Java: OpenSearch 1.x/2.x and Elasticsearch 7.10 run on bookworm's OpenJDK 17;
+# OpenSearch 3.x needs Java 21+, which Debian has from trixie (13) on: its base is trixie
+# with OpenJDK 21, from the same Debian mirror (no JDK copied from the build machine).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-# Pinned test versions: the newest 2.19.x that resolves, and 1.3.x, which predates
-# _forcemerge?wait_for_completion=false (added in 2.7).
-default_versions=(2.19.6 1.3.20)
-versions=("$@")
-[ ${#versions[@]} -gt 0 ] || versions=("${default_versions[@]}")
-
 cache=${MERGE_JOB_CACHE:-$HOME/.cache/merge-job}
-base_image=merge-job-test/debian-jre17:bookworm
 
 log() { printf '[test-images] %s\n' "$*" >&2; }
 
-missing=()
-for version in "${versions[@]}"; do
-  docker image inspect "merge-job-test/opensearch:$version" >/dev/null 2>&1 || missing+=("$version")
-done
-if [ ${#missing[@]} -eq 0 ]; then
-  log "all test images present: ${versions[*]}"
-  exit 0
-fi
-
-"$here/build-debian-base.sh" "$base_image" openjdk-17-jre-headless,passwd
+wanted=("$@")
+builds=()
+while read -r engine version; do
+  if [ ${#wanted[@]} -gt 0 ] && [[ " ${wanted[*]} " != *" $version "* ]]; then
+    continue
+  fi
+  if docker image inspect "merge-job-test/$engine:$version" >/dev/null 2>&1; then
+    log "merge-job-test/$engine:$version present"
+  else
+    builds+=("$engine $version")
+  fi
+done < <("$here/test-versions.sh")
+[ ${#builds[@]} -gt 0 ] || exit 0
 
 mkdir -p "$cache/dist"
-for version in "${missing[@]}"; do
-  zip="$cache/dist/opensearch-$version.zip"
-  if [ ! -s "$zip" ]; then
-    command -v mvn >/dev/null || { log "Maven (mvn) is needed to fetch the OpenSearch distribution"; exit 1; }
-    log "fetching org.opensearch.distribution.integ-test-zip:opensearch:$version from Maven Central"
-    mvn -q dependency:copy \
-      "-Dartifact=org.opensearch.distribution.integ-test-zip:opensearch:$version:zip" \
-      "-DoutputDirectory=$cache/dist"
+for build in "${builds[@]}"; do
+  read -r engine version <<<"$build"
+  case "$engine" in
+    opensearch) group=org.opensearch.distribution.integ-test-zip ;;
+    elasticsearch) group=org.elasticsearch.distribution.integ-test-zip ;;
+    *) log "unknown engine '$engine' in tests/images/versions"; exit 1 ;;
+  esac
+  if [ "$engine" = opensearch ] && [ "${version%%.*}" -ge 3 ]; then
+    base_image=merge-job-test/debian-jre21:trixie
+    java_home=/usr/lib/jvm/java-21-openjdk-amd64
+    "$here/build-debian-base.sh" "$base_image" openjdk-21-jre-headless,passwd trixie
+  else
+    base_image=merge-job-test/debian-jre17:bookworm
+    java_home=/usr/lib/jvm/java-17-openjdk-amd64
+    "$here/build-debian-base.sh" "$base_image" openjdk-17-jre-headless,passwd
   fi
 
-  context=$(mktemp -d /tmp/merge-job-os-context.XXXXXX)
-  python3 -m zipfile -e "$zip" "$context"
-  mv "$context/opensearch-$version" "$context/opensearch"
-  # zipfile does not keep the executable bit.
-  chmod +x "$context"/opensearch/bin/*
-  cp "$repo/tests/images/opensearch/Dockerfile" "$repo/tests/images/opensearch/docker-entrypoint.sh" "$context/"
+  zip="$cache/dist/$engine-$version.zip"
+  if [ ! -s "$zip" ]; then
+    command -v mvn >/dev/null || { log "Maven (mvn) is needed to fetch the $engine distribution"; exit 1; }
+    log "fetching $group:$engine:$version from Maven Central"
+    mvn -q dependency:copy "-Dartifact=$group:$engine:$version:zip" "-DoutputDirectory=$cache/dist"
+  fi
 
-  log "building merge-job-test/opensearch:$version"
+  context=$(mktemp -d /tmp/merge-job-engine-context.XXXXXX)
+  python3 -m zipfile -e "$zip" "$context"
+  mv "$context/$engine-$version" "$context/dist"
+  # zipfile does not keep the executable bit.
+  chmod +x "$context"/dist/bin/*
+  cp "$repo/tests/images/engine/Dockerfile" "$repo/tests/images/engine/docker-entrypoint.sh" "$context/"
+
+  log "building merge-job-test/$engine:$version"
   docker build -q \
     --build-arg "BASE_IMAGE=$base_image" \
-    --build-arg "OPENSEARCH_VERSION=$version" \
-    -t "merge-job-test/opensearch:$version" "$context" >/dev/null
+    --build-arg "ENGINE=$engine" \
+    --build-arg "ENGINE_VERSION=$version" \
+    --build-arg "JAVA_HOME=$java_home" \
+    -t "merge-job-test/$engine:$version" "$context" >/dev/null
   rm -rf "$context"
-  log "built merge-job-test/opensearch:$version"
+  log "built merge-job-test/$engine:$version"
 done

@@ -17,17 +17,18 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import start_opensearch
-from tests.factories import (
+from tests.support.factories import (
     closed_index,
     daily_indices,
     data_stream,
     rollover_alias,
     segment_counts,
 )
+from tests.support.node import start_opensearch
+from tests.support.versions import primary_opensearch
 
-LOCAL_IMAGE = "merge-job-test/opensearch:2.19.6"
-OFFICIAL_IMAGE = "opensearchproject/opensearch:2.19.6"
+LOCAL_IMAGE = primary_opensearch().local_image
+OFFICIAL_IMAGE = primary_opensearch().official_image
 
 
 def demo_image() -> str:

@@ -3,8 +3,9 @@
 # `merge-job plan` and `merge-job run`, a before/after segments table, and clean-up.
 #
 # Creates .venv with the project and its test extra when needed. Needs a Docker engine.
-# Uses the locally built merge-job-test/opensearch:2.19.6 image when present (see
-# scripts/build-test-images.sh), else the official image; MERGE_JOB_DEMO_IMAGE overrides.
+# Uses the locally built test image of the primary OpenSearch version (tests/images/versions)
+# when present (see scripts/build-test-images.sh), else the official image;
+# MERGE_JOB_DEMO_IMAGE overrides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -10,9 +10,9 @@ import urllib.request
 import pytest
 
 from merge_job.client import index_path
-from tests.conftest import OpenSearchNode
-from tests.factories import plain_index, rollover_alias
 from tests.support.audit import violation
+from tests.support.factories import plain_index, rollover_alias
+from tests.support.node import OpenSearchNode
 from tests.support.recording_proxy import RecordedRequest
 
 

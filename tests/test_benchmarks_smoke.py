@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import nodes, overhead, peers, planning, simulate, startup
-from tests.conftest import OpenSearchNode
+from tests.support.node import OpenSearchNode
 
 
 def results(directory: Path, name: str) -> dict[str, object]:
@@ -52,8 +52,7 @@ def bench_node(cluster: OpenSearchNode) -> OpenSearchNode:
     """The session's node, reached directly: the benchmarks make their own data and put
     their own recording proxies in front of every tool (Curator and curl included), so
     the session's audit of merge-job's requests has nothing to see here."""
-    if cluster.version_tuple < (2, 7):  # only when the first test image is older
-        pytest.skip("the benchmarks measure task-based merges (OpenSearch >= 2.7)")
+    cluster.require("task_forcemerge")  # what the benchmarks measure
     return cluster
 
 

@@ -19,12 +19,13 @@ from merge_job.cli import main
 from merge_job.client import ClusterClient
 from merge_job.errors import CredentialsError
 from merge_job.snapshot import PLANNING_REQUESTS
+from tests.support.fake_opensearch import FakeOpenSearch, FakeTransport
 
 RESPONSES = Path(__file__).parent / "fixtures" / "responses" / "opensearch-2.19"
 ENV = {"ES_DOMAIN_ENDPOINT": "http://127.0.0.1:9", "LOG_FORMAT": "json", "MERGE_MIN_AGE": "0"}
 
 
-class ReplayTransport:
+class Replay:
     """Answers planning GETs from the recorded files; anything else fails the test."""
 
     def __init__(
@@ -36,24 +37,17 @@ class ReplayTransport:
         self.error = error
         self.overrides = overrides or {}
         self.responses = responses
-        self.calls: list[tuple[str, str]] = []
         self.by_path = {path: key for key, (path, _) in PLANNING_REQUESTS.items()}
 
-    def perform_request(self, method: str, path: str, params: Any = None, **_: Any) -> Any:
-        self.calls.append((method, path))
+    def __call__(self, method: str, path: str) -> Any:
         if self.error is not None:
-            raise self.error
+            return self.error
         assert method == "GET", (method, path)
         # `/<expression>/_alias` answers like `/_alias` (recorded with that expression).
         key = self.by_path.get(path) or self.by_path["/" + path.split("/", 2)[2]]
         if key in self.overrides:
             return self.overrides[key]
         return json.loads((self.responses / f"{key}.json").read_text())
-
-
-class FakeOpenSearch:
-    def __init__(self, transport: ReplayTransport) -> None:
-        self.transport = transport
 
 
 @pytest.fixture(autouse=True)
@@ -68,17 +62,19 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     logging.getLogger().handlers.clear()
 
 
-def replay(monkeypatch: pytest.MonkeyPatch, transport: ReplayTransport) -> ReplayTransport:
+def replay(monkeypatch: pytest.MonkeyPatch, answer: Replay) -> FakeTransport:
+    """Every job run in this test talks to a fake client answering with `answer`."""
+    fake = FakeOpenSearch(answer)
     monkeypatch.setattr(
         job,
         "connect",
         lambda settings: ClusterClient(
-            FakeOpenSearch(transport),  # type: ignore[arg-type]
+            fake,  # type: ignore[arg-type]
             sleep=lambda s: None,
             endpoint=settings.endpoint,
         ),
     )
-    return transport
+    return fake.transport
 
 
 def events(stderr: str) -> list[dict[str, Any]]:
@@ -90,13 +86,13 @@ def test_plan_prints_the_document_on_stdout_and_logs_on_stderr(
 ) -> None:
     monkeypatch.setenv("MERGE_BASIC_AUTH_USER", "merger")
     monkeypatch.setenv("MERGE_BASIC_AUTH_PASSWORD", "pw-never-logged")
-    transport = replay(monkeypatch, ReplayTransport())
+    transport = replay(monkeypatch, Replay())
 
     assert main(["plan", "--output", "json"]) == 0
 
     out, err = capsys.readouterr()
     document = json.loads(out)
-    assert document["cluster"] == {"version": "2.19.6", "health": "green"}
+    assert document["cluster"] == {"engine": "OpenSearch", "version": "2.19.6", "health": "green"}
     skipped = {e["index"]: e["reason"] for e in document["indices"] if e["decision"] == "skip"}
     logged = events(err)
     assert [e["event"] for e in logged][:2] == ["config", "dry_run"]
@@ -111,7 +107,7 @@ def test_plan_prints_the_document_on_stdout_and_logs_on_stderr(
 def test_dry_run_plans_without_merging(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    transport = replay(monkeypatch, ReplayTransport())
+    transport = replay(monkeypatch, Replay())
     monkeypatch.setenv("MERGE_DRY_RUN", "true")
     assert main([]) == 0
     out, err = capsys.readouterr()
@@ -121,7 +117,7 @@ def test_dry_run_plans_without_merging(
 
 
 def test_plan_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    replay(monkeypatch, ReplayTransport())
+    replay(monkeypatch, Replay())
     assert main(["plan", "--output", "table"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("OpenSearch 2.19.6, health green")
@@ -131,7 +127,7 @@ def test_plan_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtu
 def test_bad_setting_exits_2_before_any_request(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    transport = replay(monkeypatch, ReplayTransport())
+    transport = replay(monkeypatch, Replay())
     monkeypatch.setenv("MERGE_MIN_AGE", "banana")
     assert main(["run"]) == 2
     err = capsys.readouterr().err
@@ -167,7 +163,7 @@ def test_missing_endpoint_exits_2(
 def test_unreachable_or_refused_exits_3(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], error: Exception
 ) -> None:
-    replay(monkeypatch, ReplayTransport(error=error))
+    replay(monkeypatch, Replay(error=error))
     assert main(["plan"]) == 3
     out, err = capsys.readouterr()
     assert out == ""
@@ -192,7 +188,7 @@ def test_missing_aws_credentials_exit_3(
 def test_health_gate_exits_3_without_merging(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    transport = replay(monkeypatch, ReplayTransport(overrides={"health": {"status": "red"}}))
+    transport = replay(monkeypatch, Replay(overrides={"health": {"status": "red"}}))
     assert main(["run"]) == 3
     logged = events(capsys.readouterr().err)
     assert "health_gate_failed" in [e["event"] for e in logged]
@@ -222,7 +218,7 @@ def test_planning_reads_around_a_metadata_blocked_index(
     reads name every index but the blocked one, and the blocked one is skipped by name."""
     transport = replay(
         monkeypatch,
-        ReplayTransport(responses=RESPONSES.parent / "opensearch-2.19-states"),
+        Replay(responses=RESPONSES.parent / "opensearch-2.19-states"),
     )
     assert main(["plan", "--output", "json"]) == 0
     paths = [path for _, path in transport.calls]
@@ -237,7 +233,7 @@ def test_planning_reads_around_a_metadata_blocked_index(
 def test_patterns_matching_nothing_warn_in_the_log_plan_and_summary(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    replay(monkeypatch, ReplayTransport())
+    replay(monkeypatch, Replay())
     monkeypatch.setenv("MERGE_INDEX_PATTERNS", "lgos-*")
     monkeypatch.setenv("MERGE_EXCLUDE_PATTERNS", "nothing-*")
     assert main(["run"]) == 0  # exit code unchanged
@@ -253,3 +249,71 @@ def test_patterns_matching_nothing_warn_in_the_log_plan_and_summary(
     assert summary["level"] == "warning"
     assert summary["reason"] == "nothing_to_do"
     assert "the include patterns select no index" in summary["warnings"]
+
+
+def root_answer(number: str, distribution: str | None = None) -> dict[str, Any]:
+    version: dict[str, Any] = {"number": number, "build_flavor": "default"}
+    if distribution:
+        version["distribution"] = distribution
+    return {"name": "node-1", "version": version, "tagline": "You Know, for Search"}
+
+
+@pytest.mark.parametrize("number", ["8.15.0", "7.9.3", "6.8.23"])
+def test_an_unsupported_engine_exits_3_naming_it_before_any_merge(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], number: str
+) -> None:
+    named = f"Elasticsearch {number}"
+    transport = replay(monkeypatch, Replay(overrides={"root": root_answer(number)}))
+    assert main(["run"]) == 3
+    out, err = capsys.readouterr()
+    assert out == ""
+    [failure] = [e for e in events(err) if e["event"] == "run_failed"]
+    assert f"{named} is not supported" in failure["error"]
+    assert "OpenSearch 1.0 or later, or Elasticsearch 7.10 to 7.17" in failure["error"]
+    assert "cluster" not in [e["event"] for e in events(err)]
+    assert {m for m, _ in transport.calls} == {"GET"}
+
+
+def test_an_old_engine_that_refuses_a_planning_request_is_named_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refused = opensearchpy.RequestError(400, "illegal_argument_exception", {})
+    transport = replay(
+        monkeypatch, Replay(overrides={"root": root_answer("6.8.23"), "stats": refused})
+    )
+    assert main(["run"]) == 3
+    [failure] = [e for e in events(capsys.readouterr().err) if e["event"] == "run_failed"]
+    assert "Elasticsearch 6.8.23 is not supported" in failure["error"]
+    assert transport.calls[-1] == ("GET", "/")  # the one extra request: the root, to say why
+    assert {m for m, _ in transport.calls} == {"GET"}
+
+
+def test_a_planning_failure_on_a_supported_engine_is_reported_as_such(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    refused = opensearchpy.RequestError(400, "illegal_argument_exception", {})
+    replay(monkeypatch, Replay(overrides={"stats": refused}))
+    assert main(["run"]) == 3
+    [failure] = [e for e in events(capsys.readouterr().err) if e["event"] == "run_failed"]
+    assert failure["error"].startswith("planning request failed on http://127.0.0.1:9")
+
+
+ENGINE_ROOTS = {
+    "Elasticsearch 7.10.2": root_answer("7.10.2"),
+    "Elasticsearch 7.17.29": root_answer("7.17.29"),
+    "OpenSearch 3.8.0": root_answer("3.8.0", "opensearch"),
+    "OpenSearch 1.3.20": root_answer("1.3.20", "opensearch"),
+}
+
+
+@pytest.mark.parametrize("named", ENGINE_ROOTS)
+def test_the_cluster_event_names_the_engine_and_version(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], named: str
+) -> None:
+    replay(monkeypatch, Replay(overrides={"root": ENGINE_ROOTS[named]}))
+    assert main(["plan", "--output", "json"]) == 0
+    out, err = capsys.readouterr()
+    [cluster] = [e for e in events(err) if e["event"] == "cluster"]
+    engine, version = named.split()
+    assert (cluster["engine"], cluster["version"]) == (engine, version)
+    assert json.loads(out)["cluster"]["engine"] == engine

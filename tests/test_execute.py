@@ -20,6 +20,7 @@ from merge_job.execute import RunResult, Scheduler, StopReason
 from merge_job.merge import IndexMerge, MergeStopped, Pacing, Status, Step
 from merge_job.plan import Decision, IndexPlan, Plan
 from merge_job.snapshot import PLANNING_REQUESTS, ShardCopy, TaskStatus
+from tests.support.fake_opensearch import FakeOpenSearch, FakeTransport
 
 FAST = Pacing(poll_initial_s=0.001, poll_max_s=0.005, verify_delays_s=(0.0, 0.001))
 
@@ -489,26 +490,8 @@ def test_concurrency_never_runs_two_merges_on_one_node() -> None:
 # -- the client adapter's retry policy ---------------------------------------------------
 
 
-class FakeTransport:
-    def __init__(self, outcomes: list[Any]) -> None:
-        self.outcomes = outcomes
-        self.calls: list[tuple[str, str]] = []
-
-    def perform_request(self, method: str, path: str, params: Any = None, **_: Any) -> Any:
-        self.calls.append((method, path))
-        outcome = self.outcomes.pop(0)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-
-class FakeOpenSearch:
-    def __init__(self, outcomes: list[Any]) -> None:
-        self.transport = FakeTransport(outcomes)
-
-
 def adapter(outcomes: list[Any], sleeps: list[float]) -> tuple[ClusterClient, FakeTransport]:
-    fake = FakeOpenSearch(outcomes)
+    fake = FakeOpenSearch.scripted(outcomes)
     return ClusterClient(fake, sleep=sleeps.append), fake.transport  # type: ignore[arg-type]
 
 

@@ -7,8 +7,7 @@ from datetime import date
 
 import pytest
 
-from tests.conftest import OpenSearchNode
-from tests.factories import (
+from tests.support.factories import (
     closed_index,
     daily_indices,
     data_stream,
@@ -16,6 +15,7 @@ from tests.factories import (
     rollover_alias,
     segment_counts,
 )
+from tests.support.node import OpenSearchNode
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +54,7 @@ def test_rollover_alias_has_one_write_index_the_newest(cluster: OpenSearchNode) 
 
 
 def test_data_stream_has_its_generations_and_write_index(cluster: OpenSearchNode) -> None:
+    cluster.require("data_streams")
     made = data_stream(cluster.client, name="metrics-app", generations=3, segments=10)
 
     stream = cluster.client.transport.perform_request("GET", "/_data_stream/metrics-app")[

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import OpenSearchNode
-from tests.factories import plain_index, segment_counts
+from tests.support.factories import plain_index, segment_counts
+from tests.support.node import OpenSearchNode
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.conftest import OpenSearchNode
-from tests.factories import (
+from tests.support.factories import (
     closed_index,
     daily_indices,
     data_stream,
@@ -22,6 +21,7 @@ from tests.factories import (
     segment_counts,
 )
 from tests.support.job import run_job
+from tests.support.node import OpenSearchNode
 from tests.support.recording_proxy import recording_proxy
 
 pytestmark = pytest.mark.integration
@@ -82,10 +82,9 @@ def test_old_daily_indices_end_with_one_segment_and_young_ones_are_untouched(
 def test_write_closed_and_hidden_indices_are_never_merged(cluster: OpenSearchNode) -> None:
     client = cluster.client
     alias = rollover_alias(client, "app", generations=3, segments=10)
-    stream = data_stream(client, "metrics-app", generations=3, segments=10)
     closed = closed_index(client, "archive-2026.01", segments=10)
     hidden = hidden_index(client, ".mjt-plugin-state", segments=10)
-    untouched = [alias.write_index, *stream.backing_indices, hidden]
+    untouched = [alias.write_index, hidden]
     before = {index: segment_counts(client, index) for index in untouched}
 
     # Default selection: every open, non-hidden index.
@@ -95,11 +94,27 @@ def test_write_closed_and_hidden_indices_are_never_merged(cluster: OpenSearchNod
     reasons = skip_reasons(run.events)
     assert reasons[alias.write_index] == "write_index"
     assert reasons[hidden] == "hidden"
-    for backing in stream.backing_indices:  # data stream backing indices are hidden
-        assert reasons[backing] == "hidden"
+    assert reasons[closed] == "closed"
     assert {index: segment_counts(client, index) for index in untouched} == before
     [row] = client.cat.indices(index=closed, format="json", h="status", expand_wildcards="all")
     assert row["status"] == "close"
+
+
+def test_data_stream_backing_indices_are_merged_only_when_named_and_never_the_write_index(
+    cluster: OpenSearchNode,
+) -> None:
+    cluster.require("data_streams")
+    client = cluster.client
+    stream = data_stream(client, "metrics-app", generations=3, segments=10)
+    hidden = hidden_index(client, ".mjt-plugin-state", segments=10)
+    before = {index: segment_counts(client, index) for index in [*stream.backing_indices, hidden]}
+
+    # Default selection: backing indices are hidden.
+    run = run_job(cluster.url, "run", MERGE_MIN_AGE="0")
+    assert run.exit_code == 0, run.stderr
+    assert run.merged() == set()
+    for backing in stream.backing_indices:
+        assert skip_reasons(run.events)[backing] == "hidden"
 
     # A pattern that names hidden indices selects them; the stream's write index stays.
     run = run_job(cluster.url, "run", MERGE_MIN_AGE="0", MERGE_INDEX_PATTERNS=".ds-metrics-app-*")

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import OpenSearchNode
-from tests.factories import (
+from tests.support.factories import (
     blocked_index,
     plain_index,
     replicated_index,
@@ -23,6 +22,7 @@ from tests.factories import (
     shrunk_index,
 )
 from tests.support.job import JobResult, run_job
+from tests.support.node import OpenSearchNode
 
 pytestmark = pytest.mark.integration
 

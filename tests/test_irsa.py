@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import OpenSearchNode
-from tests.factories import daily_indices, segment_counts
+from tests.support.factories import daily_indices, segment_counts
 from tests.support.job import JobResult
+from tests.support.node import OpenSearchNode
 from tests.support.pod_identity import PodIdentityAgent
 from tests.support.sigv4_proxy import SESSION_AUDIT, TOKEN_EXPIRED, SigV4Proxy
 from tests.support.sts import (
@@ -204,15 +204,13 @@ def fenced_blocks(text: str, info: str) -> list[str]:
     return re.findall(rf"^```{re.escape(info)}\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
 
 
-def version_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split("."))
+def documented_requests(task_forcemerge: bool, terminal: bool = False) -> set[tuple[str, str]]:
+    """The `merge-job-requests` block of docs/iam.md, for a node with or without
+    task-based force merges.
 
-
-def documented_requests(version: tuple[int, ...], terminal: bool = False) -> set[tuple[str, str]]:
-    """The `merge-job-requests` block of docs/iam.md, for one OpenSearch version.
-
-    A line is `METHOD PATH`, optionally followed by `# OpenSearch >= X.Y: why` or
-    `# on a terminal: why` (sent only by a run on a terminal, with `terminal`).
+    A line is `METHOD PATH`, optionally followed by `# task-based force merge ...: why`
+    (sent only where the force merge runs as a task) or `# on a terminal: why` (sent only
+    by a run on a terminal, with `terminal`).
     """
     [block] = fenced_blocks(IAM_DOC.read_text(), "merge-job-requests")
     requests: set[tuple[str, str]] = set()
@@ -223,8 +221,7 @@ def documented_requests(version: tuple[int, ...], terminal: bool = False) -> set
         method, path = request.split()
         if comment.strip().startswith("on a terminal") and not terminal:
             continue
-        condition = re.search(r"OpenSearch >= ([\d.]+)", comment)
-        if condition is None or version >= version_tuple(condition.group(1)):
+        if task_forcemerge or "task-based force merge" not in comment:
             requests.add((method, path))
     return requests
 
@@ -250,7 +247,7 @@ def test_docs_iam_lists_exactly_what_the_job_sends(
     assert_merged(cluster, result, indices)
 
     recorded = audit_of(cluster)
-    documented = documented_requests(cluster.version_tuple)
+    documented = documented_requests(cluster.capabilities.task_forcemerge)
     assert sorted(recorded) == sorted(documented), (
         f"sent but not documented: {sorted(recorded - documented)}; "
         f"documented but not sent on {cluster.version}: {sorted(documented - recorded)}"
@@ -263,7 +260,7 @@ def test_docs_iam_lists_exactly_what_the_job_sends(
         for action in statement["Action"]:
             granted.setdefault(action, []).extend(statement["Resource"])
     # IAM: one es:ESHttp<Method> per method the job uses, and nothing else.
-    all_documented = documented_requests((99,), terminal=True)
+    all_documented = documented_requests(task_forcemerge=True, terminal=True)
     assert set(granted) == {f"es:ESHttp{method.capitalize()}" for method, _ in all_documented}
     # POST is granted exactly on the paths the job POSTs to, with `*` for the index.
     post_paths = {path for method, path in all_documented if method == "POST"}

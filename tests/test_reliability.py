@@ -2,9 +2,10 @@
 
 A fault-injecting proxy (tests/support/recording_proxy.py) sits between the job and the
 node; hooks on it act at an exact moment (restart the node, delete an index, signal the
-job). Scenarios whose behaviour does not depend on the OpenSearch version run once, on
-the first image; the others (how a force-merge is submitted and watched differs: a task
-on 2.7+, one blocking request on 1.3) run per version. docs/reliability.md lists every
+job). Scenarios whose behaviour does not depend on the engine version run once, on the
+first image; the others (how a force-merge is submitted and watched differs: a task on
+OpenSearch 2.7+, one blocking request on OpenSearch 1.3 and Elasticsearch 7.x) run on
+every pinned engine version. docs/reliability.md lists every
 scenario with its test; tests/test_reliability_doc.py keeps the two in step.
 """
 
@@ -21,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import OpenSearchNode
-from tests.factories import plain_index, segment_counts
 from tests.support.audit import check_active
+from tests.support.factories import large_index, plain_index, segment_counts
 from tests.support.job import JobResult, RunningJob, run_job, start_job
+from tests.support.node import OpenSearchNode
 from tests.support.recording_proxy import RecordedRequest, RecordingProxy, recording_proxy
 
 pytestmark = pytest.mark.integration
@@ -405,3 +406,73 @@ def test_unreachable_endpoint_exits_3_quickly_with_a_clear_message(
     assert "cannot reach" in failed["error"]
     assert endpoint.split("//")[1].rsplit(":", 1)[0] in failed["error"]
     assert len(run.named("request_retry")) == 4
+
+
+# -- long merges ------------------------------------------------------------------------
+
+FIRST_POLL_WAIT_S = 0.25  # merge_job.execute.POLL_INITIAL_S; each next wait doubles
+LONG_MERGE_S = 3.0  # 12 first poll waits, 1.5 x the request timeout below
+REQUEST_TIMEOUT = "2s"
+
+
+def poll_waits_ms(polls: list[RecordedRequest]) -> list[int]:
+    return [int(re.search(r"timeout=(\d+)ms", p.query).group(1)) for p in polls]  # type: ignore[union-attr]
+
+
+def test_a_long_merge_is_watched_to_the_end_with_only_the_designed_requests(
+    cluster: OpenSearchNode, record_property: Callable[[str, object], None]
+) -> None:
+    """A merge lasting many poll waits and longer than MERGE_REQUEST_TIMEOUT, on every engine:
+    task-based (long polls whose waits double, each answered by the engine as it does when
+    a wait runs out) or one blocking request. No retry, no failed poll, no warning, and no
+    request beyond the designed ones. A fast machine merges the first index too quickly to
+    prove anything: the test then tries a larger one."""
+    docs = 6000
+    for attempt in range(3):
+        index = large_index(cluster.client, f"rel-long-{attempt}", docs=docs)
+        with recording_proxy(cluster.url) as proxy:
+            run = run_job(
+                proxy.url,
+                "run",
+                MERGE_MIN_AGE="0",
+                MERGE_INDEX_PATTERNS=index,
+                MERGE_REQUEST_TIMEOUT=REQUEST_TIMEOUT,
+            )
+            requests = list(proxy.requests)
+        assert run.exit_code == 0, run.stderr
+        [finished] = run.named("merge_finished")
+        assert finished["status"] == "merged", finished
+        if finished["duration_s"] >= LONG_MERGE_S:
+            break
+        docs *= 3
+    else:
+        pytest.fail(f"no merge lasted {LONG_MERGE_S}s, the last {finished['duration_s']}s")
+
+    record_property("merge_s", finished["duration_s"])
+    record_property("docs", docs)
+    loud = [e for e in run.events if e.get("level") in {"warning", "error", "critical"}]
+    assert loud == [], loud
+    assert set(segment_counts(cluster.client, index).values()) == {1}
+
+    merges = [r for r in requests if r.method == "POST" and r.path.endswith("/_forcemerge")]
+    [merge] = merges  # never resent
+    polls = [r for r in requests if r.method == "GET" and r.path.startswith("/_tasks/")]
+    task_lists = [r for r in requests if r.method == "GET" and r.path == "/_tasks"]
+    assert len(task_lists) == 1  # planning's; the segment-watching fallback never ran
+    if cluster.capabilities.task_forcemerge:
+        assert "wait_for_completion=false" in merge.query
+        waits = poll_waits_ms(polls)
+        # Exactly the designed schedule (a retried or repeated poll would break it) ...
+        assert waits == [min(250 * 2**n, 30_000) for n in range(len(waits))], waits
+        # ... and no poll more than needed: every wait but the last ran out in full.
+        assert sum(waits[:-1]) / 1000 <= finished["duration_s"]
+        assert len(waits) >= 3
+        record_property("poll_waits_ms", waits)
+    else:
+        assert "wait_for_completion" not in merge.query  # one blocking request
+        assert polls == []
+    assert {r.method for r in requests} == {"GET", "POST"}
+    assert {r.path for r in requests if r.method == "POST"} == {
+        f"/{index}/_forcemerge",
+        f"/{index}/_refresh",
+    }

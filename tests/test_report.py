@@ -47,7 +47,7 @@ SETTINGS = Settings(
 
 def test_plan_document_follows_the_contract() -> None:
     document = json.loads(plan_json(PLAN, SETTINGS))
-    assert document["cluster"] == {"version": "2.19.6", "health": "green"}
+    assert document["cluster"] == {"engine": "OpenSearch", "version": "2.19.6", "health": "green"}
     assert document["settings"]["max_num_segments"] == 1
     assert document["settings"]["basic_auth_password"] == "***"
     assert "pw-secret-1" not in plan_json(PLAN, SETTINGS)

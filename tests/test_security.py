@@ -24,9 +24,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from requests_aws4auth import AWS4Auth
 
-from tests.conftest import OpenSearchNode
-from tests.factories import daily_indices, segment_counts
+from tests.support.factories import daily_indices, segment_counts
 from tests.support.job import JobResult
+from tests.support.node import OpenSearchNode
 from tests.support.sigv4_proxy import (
     SIGNATURE_MISMATCH,
     TOKEN_EXPIRED,

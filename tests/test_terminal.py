@@ -18,8 +18,8 @@ from merge_job.terminal import (
     parse_merge_stats,
     progress_between,
 )
-from tests.conftest import OpenSearchNode
-from tests.factories import daily_indices, plain_index
+from tests.support.factories import daily_indices, plain_index
+from tests.support.node import OpenSearchNode
 from tests.support.recording_proxy import recording_proxy
 from tests.support.terminal import run_on_terminal
 

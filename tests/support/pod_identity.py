@@ -15,19 +15,20 @@ secret in the same place as for IRSA.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+from tests.support.server import LoopbackServer, QuietHandler
 from tests.support.sts import ROLE_ARN, IrsaSts
 
 CREDENTIALS_PATH = "/v1/credentials"
+JSON = ("Content-Type", "application/json")
 
 
 @dataclass
-class PodIdentityAgent:
+class PodIdentityAgent(LoopbackServer):
     """Serves credentials for `role_arn` to callers presenting `authorization_token`."""
 
     sts: IrsaSts
@@ -38,30 +39,12 @@ class PodIdentityAgent:
     refused_calls: int = 0
 
     def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__()
 
     @property
     def url(self) -> str:
         """What AWS_CONTAINER_CREDENTIALS_FULL_URI points at."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}{CREDENTIALS_PATH}"
-
-    def start(self) -> PodIdentityAgent:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> PodIdentityAgent:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.base_url + CREDENTIALS_PATH
 
     def pod_env(self, home: Path, region: str) -> dict[str, str]:
         """The variables the EKS Pod Identity webhook injects (the agent's URI made local)."""
@@ -103,19 +86,9 @@ class PodIdentityAgent:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         agent = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def _reply(self, status: int, document: dict[str, str]) -> None:
-                body = json.dumps(document).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(status, json.dumps(document).encode(), [JSON])
 
             def do_GET(self) -> None:
                 authorized = (

@@ -14,20 +14,18 @@ is forwarded (a test deletes an index or restarts the node at exactly that momen
 from __future__ import annotations
 
 import contextlib
-import http.client
 import re
 import socket
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote, urlsplit
 
-# Hop-by-hop headers are the proxy's own business (RFC 9110, section 7.6.1).
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
+from tests.support.server import LoopbackServer, QuietHandler
+
 RESET = 0  # the `status` recorded for a request answered with a connection reset
 
 
@@ -81,7 +79,7 @@ class Fault:
 RequestHook = Callable[[str, str], None]  # (method, decoded path), before forwarding
 
 
-class RecordingProxy:
+class RecordingProxy(LoopbackServer):
     """Forwards every request to `upstream` and keeps a list of what passed through."""
 
     def __init__(self, upstream: str) -> None:
@@ -90,28 +88,12 @@ class RecordingProxy:
         self.connections = 0
         self.faults: list[Fault] = []
         self.hooks: list[RequestHook] = []
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__()
 
     def set_upstream(self, upstream: str) -> None:
         target = urlsplit(upstream)
         self.upstream_host = target.hostname or "127.0.0.1"
         self.upstream_port = target.port or 9200
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> RecordingProxy:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def clear(self) -> None:
         with self._lock:
@@ -153,19 +135,10 @@ class RecordingProxy:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(QuietHandler):
             def setup(self) -> None:
                 proxy._count_connection()
                 super().setup()
-
-            def finish(self) -> None:
-                with contextlib.suppress(OSError):
-                    super().finish()
-
-            def log_message(self, format: str, *args: object) -> None:  # quiet
-                return
 
             def _reset(self) -> None:
                 """Abort the connection with a TCP RST (SO_LINGER 0), as a dropped LB does."""
@@ -176,32 +149,9 @@ class RecordingProxy:
                     )
                     self.connection.close()
 
-            def _send(self, status: int, headers: list[tuple[str, str]], payload: bytes) -> None:
-                self.send_response(status)
-                for name, value in headers:
-                    if name.lower() not in HOP_BY_HOP | {"content-length"}:
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(payload)
-
-            def _upstream(self, body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
-                upstream = http.client.HTTPConnection(
-                    proxy.upstream_host, proxy.upstream_port, timeout=600
-                )
-                try:
-                    upstream.request(self.command, self.path, body=body, headers=headers)
-                    response = upstream.getresponse()
-                    return response.status, response.getheaders(), response.read()
-                finally:
-                    upstream.close()
-
             def _forward(self) -> None:
                 arrived = time.monotonic()
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else None
+                body = self.read_body()
                 parts = urlsplit(self.path)
 
                 def record(status: int, fault: Fault | None) -> None:
@@ -225,7 +175,9 @@ class RecordingProxy:
                     self._fault(fault, record)
                     return
                 try:
-                    status, headers, payload = self._upstream(body)
+                    status, headers, payload = self.forward(
+                        proxy.upstream_host, proxy.upstream_port, body, timeout=600
+                    )
                 except OSError:
                     # The node is down (restarting): look like it to the client.
                     record(RESET, None)
@@ -236,7 +188,7 @@ class RecordingProxy:
                     return
                 record(status, fault)
                 with contextlib.suppress(OSError):
-                    self._send(status, headers, payload)
+                    self.reply(status, payload, headers)
 
             def _fault(self, fault: Fault, record: Callable[[int, Fault | None], None]) -> None:
                 if fault.action == "reset":
@@ -249,7 +201,7 @@ class RecordingProxy:
                     headers.append(("Retry-After", fault.retry_after))
                 payload = b'{"error":"injected by the test proxy","status":%d}' % fault.status
                 with contextlib.suppress(OSError):
-                    self._send(fault.status, headers, payload)
+                    self.reply(fault.status, payload, headers)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
 

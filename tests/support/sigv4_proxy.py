@@ -26,17 +26,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
 import json
 import re
 import ssl
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
@@ -45,8 +43,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
 
-# Hop-by-hop headers are the proxy's own business (RFC 9110, section 7.6.1).
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
+from tests.support.server import LoopbackServer, QuietHandler
+
 MAX_SKEW = timedelta(minutes=5)
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 
@@ -244,7 +242,7 @@ def verify_sigv4(
     return issued
 
 
-class SigV4Proxy:
+class SigV4Proxy(LoopbackServer):
     """A threaded reverse proxy on 127.0.0.1 verifying SigV4 before forwarding to `upstream`.
 
     `upstream` is None for tests that only look at rejections: a verified request is then
@@ -282,33 +280,7 @@ class SigV4Proxy:
         self.max_credential_age = max_credential_age
         self.clock = clock
         self.requests: list[ProxiedRequest] = []
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self.scheme = "http"
-        if ssl_context is not None:
-            self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
-            self.scheme = "https"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"{self.scheme}://{host!s}:{port}"
-
-    def start(self) -> SigV4Proxy:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> SigV4Proxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(ssl_context)
 
     # -- what tests read -------------------------------------------------------------
 
@@ -341,28 +313,9 @@ class SigV4Proxy:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # the record list is the log
-
-            def _body(self) -> bytes:
-                length = int(self.headers.get("content-length") or 0)
-                return self.rfile.read(length) if length else b""
-
-            def _answer(self, status: int, body: bytes, headers: Iterable[tuple[str, str]]) -> None:
-                self.send_response(status)
-                for name, value in headers:
-                    if name.lower() not in HOP_BY_HOP | {"content-length"}:
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(body)
-
+        class Handler(QuietHandler):
             def _handle(self) -> None:
-                body = self._body()
+                body = self.read_body()
                 if proxy.tamper is not None:
                     body = proxy.tamper(body)
                 split = urlsplit(self.path)
@@ -402,11 +355,20 @@ class SigV4Proxy:
                             status=403,
                         )
                     )
-                    self._answer(403, rejection.body, [("Content-Type", "application/json")])
+                    self.reply(403, rejection.body, [("Content-Type", "application/json")])
                     return
                 if proxy.latency_s:
                     time.sleep(proxy.latency_s)
-                status, headers, payload = self._forward(body)
+                headers: list[tuple[str, str]] = []
+                if proxy.upstream is None:
+                    status, payload = 502, b'{"message": "no upstream in this test"}'
+                else:
+                    status, headers, payload = self.forward(
+                        proxy.upstream.hostname or "127.0.0.1",
+                        proxy.upstream.port or 9200,
+                        body,
+                        timeout=300,
+                    )
                 if proxy.revoke_after is not None and proxy.revoke_after(self.command, split.path):
                     proxy.revoked = True
                 proxy._record(
@@ -422,26 +384,7 @@ class SigV4Proxy:
                         status=status,
                     )
                 )
-                self._answer(status, payload, headers)
-
-            def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
-                upstream = proxy.upstream
-                if upstream is None:
-                    return 502, [], b'{"message": "no upstream in this test"}'
-                connection = http.client.HTTPConnection(
-                    upstream.hostname or "127.0.0.1", upstream.port or 9200, timeout=300
-                )
-                try:
-                    headers = {
-                        name: value
-                        for name, value in self.headers.items()
-                        if name.lower() not in HOP_BY_HOP
-                    }
-                    connection.request(self.command, self.path, body=body or None, headers=headers)
-                    response = connection.getresponse()
-                    return response.status, response.getheaders(), response.read()
-                finally:
-                    connection.close()
+                self.reply(status, payload, headers)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 

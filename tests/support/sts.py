@@ -20,21 +20,20 @@ metadata (which lives off loopback).
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import subprocess
 import sys
-import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode
 
 from tests.support.job import JobResult
+from tests.support.server import LoopbackServer, QuietHandler
 from tests.support.sigv4_proxy import IssuedCredentials
 
 ACCOUNT_ID = "111122223333"
@@ -77,7 +76,7 @@ class StsCall:
 
 
 @dataclass
-class IrsaSts:
+class IrsaSts(LoopbackServer):
     """moto STS behind a trust-policy front, both on 127.0.0.1 (free ports)."""
 
     trusted_role_arn: str = ROLE_ARN
@@ -89,41 +88,24 @@ class IrsaSts:
         from moto.server import ThreadedMotoServer
 
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._lock = threading.Lock()
         self._issued_at: dict[str, datetime] = {}
-        self._front = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._front.daemon_threads = True
-        self._thread = threading.Thread(target=self._front.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        """What AWS_ENDPOINT_URL_STS points at."""
-        host, port = self._front.server_address[:2]
-        return f"http://{host!s}:{port}"
+        super().__init__()  # the trust-policy front; `url` is what AWS_ENDPOINT_URL_STS names
 
     @property
     def moto_url(self) -> str:
         host, port = self._moto.get_host_and_port()
         return f"http://{host}:{port}"
 
-    def start(self) -> IrsaSts:
+    def start(self) -> Self:
         import logging
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request lines
         self._moto.start()
-        self._thread.start()
-        return self
+        return super().start()
 
     def stop(self) -> None:
-        self._front.shutdown()
-        self._front.server_close()
+        super().stop()
         self._moto.stop()
-
-    def __enter__(self) -> IrsaSts:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def web_identity_calls(self) -> list[StsCall]:
         with self._lock:
@@ -152,24 +134,9 @@ class IrsaSts:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         sts = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def _reply(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-                self.send_response(status)
-                for name, value in headers:
-                    if name.lower() not in {"content-length", "connection", "transfer-encoding"}:
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                form = parse_qsl(self.rfile.read(length).decode(), keep_blank_values=True)
+                form = parse_qsl(self.read_body().decode(), keep_blank_values=True)
                 params = dict(form)
                 action = params.get("Action", "")
                 role_arn = params.get("RoleArn")
@@ -178,16 +145,23 @@ class IrsaSts:
                     if role_arn != sts.trusted_role_arn or not token_matched:
                         body = STS_ACCESS_DENIED.format(request_id=uuid.uuid4()).encode()
                         sts._call(StsCall(action, role_arn, token_matched, 403))
-                        self._reply(403, [("Content-Type", "text/xml")], body)
+                        self.reply(403, body, [("Content-Type", "text/xml")])
                         return
                     if sts.duration_seconds is not None:
                         params["DurationSeconds"] = str(sts.duration_seconds)
-                status, headers, body = sts._to_moto(urlencode(params), self.headers)
+                host, port = sts._moto.get_host_and_port()
+                status, headers, body = self.forward(
+                    host,
+                    port,
+                    urlencode(params).encode(),
+                    timeout=30,
+                    drop=("host", "content-length"),  # the form is re-encoded: new length
+                )
                 issued = re.search(rb"<AccessKeyId>([^<]+)</AccessKeyId>", body)
                 if status == 200 and issued:
                     sts.note_issued(issued.group(1).decode())
                 sts._call(StsCall(action, role_arn, token_matched, status))
-                self._reply(status, headers, body)
+                self.reply(status, body, headers)
 
         return Handler
 
@@ -199,21 +173,6 @@ class IrsaSts:
     def _call(self, call: StsCall) -> None:
         with self._lock:
             self.calls.append(call)
-
-    def _to_moto(self, form: str, headers: Any) -> tuple[int, list[tuple[str, str]], bytes]:
-        host, port = self._moto.get_host_and_port()
-        connection = http.client.HTTPConnection(host, port, timeout=30)
-        try:
-            forwarded = {
-                name: value
-                for name, value in headers.items()
-                if name.lower() not in {"content-length", "connection", "host"}
-            }
-            connection.request("POST", "/", body=form.encode(), headers=forwarded)
-            response = connection.getresponse()
-            return response.status, response.getheaders(), response.read()
-        finally:
-            connection.close()
 
 
 # Run the job with botocore and urllib3 at DEBUG too, whatever merge-job configures:

@@ -10,6 +10,7 @@ Replicas are 0 so a single node is green. Each factory returns what it made.
 from __future__ import annotations
 
 import contextlib
+import random
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -89,6 +90,33 @@ def daily_indices(
         write_segments(client, name, segments)
         names.append(name)
     return names
+
+
+def large_index(client: Any, name: str, docs: int, segments: int = 12) -> str:
+    """One single-shard index of `docs` documents of varied text in `segments` segments.
+
+    Many distinct terms make merging the postings real work, so its force-merge takes
+    seconds where the small factories' indices merge at once.
+    """
+    vocabulary = [f"term{n}" for n in range(5000)]
+    words = random.Random(name)  # noqa: S311 - test data: same name, same documents
+    client.indices.create(index=name, body={"settings": index_settings(1)})
+    per_batch = max(1, docs // segments)
+    for _ in range(segments):
+        body: list[dict[str, Any]] = []
+        for _ in range(per_batch):
+            body.append({"index": {"_index": name}})
+            body.append(
+                {
+                    "message": " ".join(words.choices(vocabulary, k=30)),
+                    "tag": words.choice(vocabulary),
+                    "value": words.random(),
+                }
+            )
+        response = client.bulk(body=body, refresh="true", request_timeout=300)
+        if response.get("errors"):
+            raise AssertionError(f"bulk into {name} failed")
+    return name
 
 
 def plain_index(
