@@ -87,7 +87,13 @@ DOCKER_BUILDKIT=0 docker build --quiet \
   "$repo" >/dev/null
 log "built $ref ($(docker image inspect --format '{{.Size}}' "$ref") bytes uncompressed)"
 
-# Earlier source-hash tags would pile up on a developer's machine; keep only this one.
-docker image ls --format '{{.Repository}}:{{.Tag}}' "$image_repo" | grep -F "$image_repo:src-" \
-  | grep -vxF "$ref" | xargs -r docker image rm >/dev/null 2>&1 || true
+# Earlier source-hash tags would pile up on a developer's machine: remove those older than
+# a day. A younger one may be another checkout's, under test right now on the same engine.
+cutoff=$(date -u -d '1 day ago' +%s)
+for old in $(docker image ls --format '{{.Repository}}:{{.Tag}}' "$image_repo" | grep -F "$image_repo:src-" | grep -vxF "$ref"); do
+  created=$(docker image inspect --format '{{.Created}}' "$old" 2>/dev/null) || continue
+  if [ "$(date -u -d "$created" +%s)" -lt "$cutoff" ]; then
+    docker image rm "$old" >/dev/null 2>&1 || true
+  fi
+done
 echo "$ref"
