@@ -84,14 +84,16 @@ RequestHook = Callable[[str, str], None]  # (method, decoded path), before forwa
 class RecordingProxy:
     """Forwards every request to `upstream` and keeps a list of what passed through."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, host: str = "127.0.0.1") -> None:
+        """`host`: the local address to listen on (loopback, or the bridge address at
+        which the end-to-end cluster's pods reach this machine)."""
         self.set_upstream(upstream)
         self.requests: list[RecordedRequest] = []
         self.connections = 0
         self.faults: list[Fault] = []
         self.hooks: list[RequestHook] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = ThreadingHTTPServer((host, 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
