@@ -103,7 +103,7 @@ stop() {
 shim_pids() {
   local dir
   for dir in /proc/[0-9]*; do
-    tr '\0' ' ' <"$dir/cmdline" 2>/dev/null | grep -qE "^containerd-shim[^ ]* .*-address $state/containerd/containerd.sock( |$)" \
+    tr '\0' ' ' <"$dir/cmdline" 2>/dev/null | grep -qE "containerd-shim[^ ]* .*-address $state/containerd/containerd.sock( |$)" \
       && echo "${dir#/proc/}"
   done
   return 0
@@ -539,6 +539,8 @@ cmd_down() {
   # Pods first, through the API, so the kubelet stops their sandboxes and the bridge
   # plugin releases their addresses, veths and network namespaces.
   if [ -n "${K8S_BIN:-}" ] && owned_pid kubelet >/dev/null && kubectl_admin get --raw /readyz >/dev/null 2>&1; then
+    # No CronJob or Job may start another pod meanwhile.
+    kubectl_admin delete cronjobs,jobs --all --all-namespaces --wait=false >/dev/null 2>&1 || true
     kubectl_admin delete pods --all --all-namespaces --grace-period=1 --wait=false >/dev/null 2>&1 || true
     wait_for "pods deleted" 60 sh -c "[ -z \"\$($K8S_BIN/kubectl --kubeconfig $state/admin.kubeconfig get pods -A -o name 2>/dev/null)\" ]" || true
     # The kubelet stops a deleted pod's sandbox shortly after the pod is gone.
@@ -581,6 +583,8 @@ cmd_down() {
   # veths die with their namespaces; the bridge is ours by name.
   ip link del "$bridge" 2>/dev/null || true
   remove_cgroups
+  # The kubelet links each container's log into /var/log/containers.
+  find /var/log/containers -maxdepth 1 -lname "$logs/pods/*" -delete 2>/dev/null || true
   # The CNI library caches results outside the state directory.
   rm -f /var/lib/cni/results/"$cni_network"-* 2>/dev/null || true
   rm -rf "$state"
