@@ -298,8 +298,8 @@ cgroup_hierarchies() {
   local dir
   for dir in /sys/fs/cgroup/*/; do
     dir=${dir%/}
-    # Only cgroup v1 controller hierarchies (the unified one is not used with cgroupfs v1).
-    [ "$(stat -fc %T "$dir" 2>/dev/null)" = cgroupfs ] && echo "$dir"
+    # The v1 hierarchies, and the unified one of a hybrid host (runc mirrors paths there).
+    case "$(stat -fc %T "$dir" 2>/dev/null)" in cgroupfs | cgroup2fs) echo "$dir" ;; esac
   done
   return 0
 }
@@ -587,6 +587,7 @@ cmd_down() {
   find /var/log/containers -maxdepth 1 -lname "$logs/pods/*" -delete 2>/dev/null || true
   # The CNI library caches results outside the state directory.
   rm -f /var/lib/cni/results/"$cni_network"-* 2>/dev/null || true
+  rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true  # only when empty
   rm -rf "$state"
   log "down; component logs kept in $logs"
 }
