@@ -110,13 +110,13 @@ class Release:
         schedule: str = "5 1 * * *",
         endpoint: str | None = None,
         installed: bool = True,
-        *state_values: str,
+        *overrides: str,
     ) -> subprocess.CompletedProcess[str]:
-        """`helmfile -e e2e sync` with the environment's inputs; `state_values` are
-        `--state-values-set` overrides (key=value)."""
+        """`helmfile -e e2e sync` with the environment's inputs; `overrides` are chart
+        values passed on to helm (`--set key=value`)."""
         args = ["sync"]
-        if state_values:
-            args[:0] = ["--state-values-set", ",".join(state_values)]
+        if overrides:
+            args += ["--set", ",".join(overrides)]
         result = self.kube.helmfile(
             "e2e",
             *args,
@@ -327,7 +327,7 @@ def test_manual_run_from_the_cronjob(release: Release) -> None:
 
 @pytest.mark.one_version
 def test_pod_security_refuses_a_root_pod_and_admits_the_default_one(release: Release) -> None:
-    release.sync("5 1 * * *", None, True, "chart.podSecurityContext.runAsUser=0")
+    release.sync("5 1 * * *", None, True, "podSecurityContext.runAsUser=0")
     # The CronJob itself is accepted (admission only warns about a pod template).
     template = release.cronjob()["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert template["securityContext"]["runAsUser"] == 0
