@@ -63,7 +63,7 @@ owned_pid() {
   [ -f "$file" ] || return 1
   pid=$(cat "$file")
   [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$state" || return 1
+  tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF "$state" || return 1
   echo "$pid"
 }
 
@@ -103,7 +103,7 @@ stop() {
 shim_pids() {
   local dir
   for dir in /proc/[0-9]*; do
-    tr '\0' ' ' <"$dir/cmdline" 2>/dev/null | grep -qE "containerd-shim[^ ]* .*-address $state/containerd/containerd.sock( |$)" \
+    tr '\0' ' ' 2>/dev/null <"$dir/cmdline" | grep -qE "containerd-shim[^ ]* .*-address $state/containerd/containerd.sock( |$)" \
       && echo "${dir#/proc/}"
   done
   return 0
