@@ -82,13 +82,15 @@ RequestHook = Callable[[str, str], None]  # (method, decoded path), before forwa
 class RecordingProxy(LoopbackServer):
     """Forwards every request to `upstream` and keeps a list of what passed through."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, host: str = "127.0.0.1") -> None:
+        """`host`: the local address to listen on (loopback, or the bridge address at
+        which the end-to-end cluster's pods reach this machine)."""
         self.set_upstream(upstream)
         self.requests: list[RecordedRequest] = []
         self.connections = 0
         self.faults: list[Fault] = []
         self.hooks: list[RequestHook] = []
-        super().__init__()
+        super().__init__(host=host)
 
     def set_upstream(self, upstream: str) -> None:
         target = urlsplit(upstream)

@@ -70,11 +70,13 @@ class LoopbackServer:
     """A threaded HTTP server on 127.0.0.1 (free port); `with` starts and stops it.
 
     Subclasses implement `_handler_class()`; with `ssl_context` the server speaks TLS.
+    `host` is loopback unless a test listens on the address of a bridge of its own (the
+    end-to-end cluster's pods reach this machine there).
     """
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> None:
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = ThreadingHTTPServer((host, 0), self._handler_class())
         self._server.daemon_threads = True
         self.scheme = "http"
         if ssl_context is not None:
