@@ -15,6 +15,7 @@ from merge_job.client import ClusterClient, build_client
 from merge_job.config import AuthMode, Settings
 from merge_job.errors import ExitCode, UnreachableError
 from merge_job.execute import Scheduler, health_gate
+from merge_job.metrics import push_run
 from merge_job.plan import Plan, build_plan
 from merge_job.report import plan_json, plan_table, run_summary
 
@@ -92,13 +93,16 @@ def run(
         print_plan(plan, settings, out)
         code = ExitCode.OK if gate_ok else ExitCode.UNREACHABLE
         log.info("run_summary", **run_summary(plan, None, int(code), "dry_run"))
+        push_run(settings, plan, None, int(code), started)
         return code
     if not gate_ok:
         code = ExitCode.UNREACHABLE
         log.info("run_summary", **run_summary(plan, None, int(code), "health_gate"))
+        push_run(settings, plan, None, int(code), started)
         return code
     if not plan.merges:
         log.info("run_summary", **run_summary(plan, None, int(ExitCode.OK), "nothing_to_do"))
+        push_run(settings, plan, None, int(ExitCode.OK), started)
         return ExitCode.OK
 
     # A SIGTERM sets `stop` directly; the executor then reports reason "sigterm".
@@ -111,4 +115,5 @@ def run(
     else:
         reason = "completed"
     log.info("run_summary", **run_summary(plan, result, int(code), reason))
+    push_run(settings, plan, result, int(code), started)
     return code
