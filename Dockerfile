@@ -49,7 +49,8 @@ RUN set -eu; \
     if ls /wheelhouse/*.whl >/dev/null 2>&1; then \
       export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheelhouse; \
     fi; \
-    pip install --require-hashes --no-deps --only-binary :all: -r /wheelhouse/runtime.txt; \
+    pip install --require-hashes --no-deps --only-binary :all: --no-compile \
+      -r /wheelhouse/runtime.txt; \
     pip check
 
 # The code: built into a wheel and installed without touching the dependencies again. The
@@ -65,11 +66,13 @@ RUN set -eu; \
     /tmp/backend/bin/pip install --require-hashes --no-deps --only-binary :all: \
       -r /wheelhouse/build.txt; \
     /tmp/backend/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/dist /src; \
-    pip install --no-deps /tmp/dist/merge_job-*.whl; \
+    pip install --no-deps --no-compile /tmp/dist/merge_job-*.whl; \
     # The runtime never installs anything: leave pip and setuptools behind.
     pip uninstall -y -q pip setuptools; \
     # Bytecode for everything, checked by nothing at run time: the image is immutable and
     # the root filesystem read-only, so start-up never compiles or tries to write .pyc.
+    # Compiled here, not by pip (--no-compile above): pip's .pyc embed the install time,
+    # hash-based ones make two builds of one commit byte-identical.
     python3 -m compileall -q -f -j 0 --invalidation-mode unchecked-hash /opt/merge-job/lib; \
     rm -rf /src /wheelhouse /tmp/backend /tmp/dist /root/.cache
 

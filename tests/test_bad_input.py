@@ -115,6 +115,16 @@ STRATEGIES: dict[str, st.SearchStrategy[str]] = {
     ),
     "verify_tls": _not_in("true", "false", "1", "0", "yes", "no"),
     "request_timeout": _POSITIVE_DURATION,
+    "pushgateway_url": st.one_of(
+        st.sampled_from(["ftp", "ws", "file", "unix"]).map(lambda s: f"{s}://127.0.0.1:9091"),
+        st.sampled_from(["u:p@", "admin@"]).map(lambda u: f"http://{u}127.0.0.1:9091"),
+        st.sampled_from(["?a=b", "#x", ":99999", ":abc"]).map(lambda q: f"http://127.0.0.1{q}"),
+        _LETTERS,  # no scheme
+    ),
+    "metrics_cluster": st.one_of(
+        st.tuples(_LETTERS, st.sampled_from(list(' /"{},=*')), _LETTERS).map("".join),
+        st.text(string.ascii_lowercase, min_size=129, max_size=140),
+    ),
     "log_format": _not_in("auto", "json", "console"),
     "log_level": _not_in("debug", "info", "warning", "error"),
 }
