@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     except MergeJobError as err:
         log.error("run_failed", error=str(err), exit_code=int(err.exit_code))
+        from merge_job.metrics import push_run
+
+        push_run(settings, None, None, int(err.exit_code), started)
         code = int(err.exit_code)
     finally:
         for signum, handler in previous.items():

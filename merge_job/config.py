@@ -209,6 +209,33 @@ def parse_region(text: str) -> str:
     return value
 
 
+def parse_pushgateway_url(text: str) -> str:
+    """`http(s)://host[:port][/path]` of a Pushgateway, without credentials or query."""
+    form = "expected http://host:port or https://host[:port][/path] of a Pushgateway"
+    parts = urlsplit(text.strip())
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(form)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"credentials in the URL are not accepted; {form}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"no query allowed; {form}")
+    try:
+        parts.port  # noqa: B018  # raises on a bad port
+    except ValueError:
+        raise ValueError(f"invalid port; {form}") from None
+    return text.strip().rstrip("/")
+
+
+_LABEL_VALUE_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def parse_label_value(text: str) -> str:
+    value = text.strip()
+    if not _LABEL_VALUE_RE.match(value):
+        raise ValueError("expected 1-128 characters of letters, digits, '.', '_', ':' or '-'")
+    return value
+
+
 def _readable_file(text: str) -> str:
     path = text.strip()
     if not os.path.isfile(path) or not os.access(path, os.R_OK):
@@ -500,6 +527,25 @@ OPTIONS: tuple[Option, ...] = (
         default=DEFAULT_REQUEST_TIMEOUT,
     ),
     Option(
+        "pushgateway_url",
+        "MERGE_PUSHGATEWAY_URL",
+        ("--pushgateway-url",),
+        parse_pushgateway_url,
+        "push the run's metrics to this Prometheus Pushgateway at the end of every run "
+        "(a failed push is a warning; the exit code stays the run's)",
+        "http(s)://host[:port][/path]",
+        default_label="unset: no push",
+    ),
+    Option(
+        "metrics_cluster",
+        "MERGE_METRICS_CLUSTER",
+        ("--metrics-cluster",),
+        parse_label_value,
+        "the `cluster` label of the pushed metrics (part of their grouping key)",
+        "label value",
+        default_label="the endpoint's host name",
+    ),
+    Option(
         "log_format",
         "LOG_FORMAT",
         ("--log-format",),
@@ -557,6 +603,8 @@ class Settings:
     ca_bundle: str | None = None
     verify_tls: bool = DEFAULTS["verify_tls"]
     request_timeout: dt.timedelta = DEFAULTS["request_timeout"]
+    pushgateway_url: str | None = None
+    metrics_cluster: str | None = None
     log_format: str = DEFAULTS["log_format"]
     log_level: str = DEFAULTS["log_level"]
     command: Command = Command.RUN
@@ -737,6 +785,8 @@ def parse_settings(argv: Sequence[str] | None, env: Mapping[str, str] | None = N
     if auth is not AuthMode.BASIC:
         values["basic_auth_password"] = None  # never carried around when unused
 
+    if values["metrics_cluster"] is None:
+        values["metrics_cluster"] = host
     for key in ("index_patterns", "exclude_patterns"):
         if values[key] is None:
             values[key] = ()

@@ -6,7 +6,7 @@ import datetime as dt
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
 
 import opensearchpy
 import structlog
@@ -16,7 +16,8 @@ from merge_job.client import ClusterClient, build_client
 from merge_job.config import AuthMode, Settings
 from merge_job.engines import require_supported, unsupported_reason
 from merge_job.errors import ExitCode, UnreachableError
-from merge_job.execute import Scheduler, health_gate
+from merge_job.execute import RunResult, Scheduler, health_gate
+from merge_job.metrics import push_run
 from merge_job.plan import Plan, build_plan
 from merge_job.report import plan_json, plan_table, run_summary
 from merge_job.snapshot import parse_version
@@ -82,12 +83,25 @@ def print_plan(plan: Plan, settings: Settings, out: TextIO) -> None:
     out.flush()
 
 
-def _log_summary(fields: dict[str, Any]) -> None:
-    """The run's one summary event: at warning level when the plan had something to say
-    (a pattern matching nothing, nothing selected, every selection blocked by the
-    cluster): such a run exits 0 but is not a quiet night."""
+def _summarise(
+    settings: Settings,
+    plan: Plan,
+    result: RunResult | None,
+    code: ExitCode,
+    reason: str,
+    started: float,
+) -> ExitCode:
+    """End the run: its one summary event, then the metrics push (if configured).
+
+    The summary is at warning level when the plan had something to say (a pattern matching
+    nothing, nothing selected, every selection blocked by the cluster): such a run exits 0
+    but is not a quiet night. Returns `code`.
+    """
+    fields = run_summary(plan, result, int(code), reason)
     level = log.warning if fields.get("warnings") else log.info
     level("run_summary", **fields)
+    push_run(settings, plan, result, int(code), started)
+    return code
 
 
 def run(
@@ -130,15 +144,11 @@ def run(
     if not settings.merges_allowed:
         print_plan(plan, settings, out)
         code = ExitCode.OK if gate_ok else ExitCode.UNREACHABLE
-        _log_summary(run_summary(plan, None, int(code), "dry_run"))
-        return code
+        return _summarise(settings, plan, None, code, "dry_run", started)
     if not gate_ok:
-        code = ExitCode.UNREACHABLE
-        _log_summary(run_summary(plan, None, int(code), "health_gate"))
-        return code
+        return _summarise(settings, plan, None, ExitCode.UNREACHABLE, "health_gate", started)
     if not plan.merges:
-        _log_summary(run_summary(plan, None, int(ExitCode.OK), "nothing_to_do"))
-        return ExitCode.OK
+        return _summarise(settings, plan, None, ExitCode.OK, "nothing_to_do", started)
 
     # A SIGTERM sets `stop` directly; the executor then reports reason "sigterm".
     result = Scheduler(cluster, settings, plan, stop=stop, started_at=started).run()
@@ -149,5 +159,4 @@ def run(
         reason = "merge_failed"
     else:
         reason = "completed"
-    _log_summary(run_summary(plan, result, int(code), reason))
-    return code
+    return _summarise(settings, plan, result, code, reason, started)

@@ -5,15 +5,17 @@
 #
 # 1. The base is a local Debian bookworm with python3 + venv, made by
 #    scripts/build-debian-base.sh (debootstrap + docker import: no registry needed).
-# 2. The dependencies (and the build backend) are wheels built on the host with
-#    `pip wheel` into build/wheelhouse; the Dockerfile installs from there with --no-index.
+# 2. The dependencies (and the build backend) are the locked wheels (requirements/*.txt,
+#    exported from uv.lock by scripts/lock.sh), downloaded on the host with their hashes
+#    checked into build/wheelhouse; the Dockerfile installs from there with --no-index and
+#    checks the hashes again. A lock out of step with pyproject.toml stops the build.
 # 3. The image is tagged with a hash of everything that goes into it; when that tag exists
 #    the build is skipped, so tests and CI on a warm machine pay nothing.
 #
 # Environment:
 #   MERGE_JOB_IMAGE   repository to tag (default merge-job)
 #   BASE_IMAGE        base image (default merge-job-build/python:3.11-bookworm, built if missing)
-#   PYTHON            host Python for `pip wheel`; must be the base's minor version (3.11)
+#   PYTHON            host Python for `pip download`; must be the base's minor version (3.11)
 #   FORCE=1           rebuild even when the tag exists
 #
 # Exits 3 with the reason when this machine cannot build the base (debootstrap needs root).
@@ -41,20 +43,25 @@ if [ "$py_minor" != "$base_minor" ]; then
   exit 1
 fi
 
-# Wheelhouse: the dependencies named in pyproject.toml plus the build backend that pip
-# needs to build merge-job itself offline. Rebuilt only when pyproject.toml changes.
-stamp=$(sha256sum pyproject.toml | cut -c1-16)
+bash "$here/lock.sh" --check
+
+# Wheelhouse: the locked runtime set and build backend, as files whose hashes pip checks
+# against the lock. Wheels only, for the base's platform (manylinux up to bookworm's glibc
+# 2.36), whatever the host's own glibc. Refreshed only when the lock's exports change.
+stamp=$(cat requirements/runtime.txt requirements/build.txt | sha256sum | cut -c1-16)
 if [ "$(cat "$wheelhouse/.stamp" 2>/dev/null || true)" != "$stamp" ]; then
-  log "building the wheelhouse with $python -m pip wheel"
+  log "downloading the locked wheels with $python -m pip download"
   rm -rf "$wheelhouse"
   mkdir -p "$wheelhouse"
-  "$python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
-    >"$wheelhouse/requirements.txt"
-  backend=$("$python" -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
-  # shellcheck disable=SC2086  # backend is a list of requirement strings without spaces
-  "$python" -m pip wheel --quiet --disable-pip-version-check --no-cache-dir \
-    --wheel-dir "$wheelhouse" -r "$wheelhouse/requirements.txt" $backend
-  rm -f "$wheelhouse/requirements.txt"
+  # pip takes the platform tags literally (no "2.36 includes older"): list them all.
+  arch=$(uname -m)
+  platforms=(--platform "manylinux1_$arch" --platform "manylinux2010_$arch" --platform "manylinux2014_$arch")
+  for glibc_minor in $(seq 5 36); do platforms+=(--platform "manylinux_2_${glibc_minor}_$arch"); done
+  "$python" -m pip download --quiet --disable-pip-version-check --no-cache-dir \
+    --require-hashes --no-deps --only-binary :all: \
+    "${platforms[@]}" --python-version "$base_minor" \
+    --implementation cp --abi "cp${base_minor/./}" \
+    --dest "$wheelhouse" -r requirements/runtime.txt -r requirements/build.txt
   echo "$stamp" >"$wheelhouse/.stamp"
 fi
 
@@ -62,7 +69,8 @@ fi
 # and the base image id.
 hash=$(
   {
-    git ls-files -co --exclude-standard -- Dockerfile .dockerignore pyproject.toml README.md merge_job \
+    git ls-files -co --exclude-standard -- Dockerfile .dockerignore pyproject.toml README.md \
+      requirements merge_job \
       | grep -v -e '__pycache__' -e '\.pyc$' | LC_ALL=C sort | xargs -r sha256sum
     cat "$wheelhouse/.stamp"
     docker image inspect --format '{{.Id}}' "$base_image"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the pinned chart tools (helm, helmfile) from the Go module proxy into a cache.
+# Build the pinned test tools from the Go module proxy into a cache: helm and helmfile
+# (chart), pushgateway (metrics tests) and promtool (alert rule tests).
 #
 #   scripts/install-tools.sh            then: export PATH="${MERGE_JOB_CACHE:-$HOME/.cache/merge-job}/bin:$PATH"
 #
@@ -10,6 +11,10 @@ set -euo pipefail
 
 HELM_VERSION=v3.22.0
 HELMFILE_VERSION=v1.8.0
+PUSHGATEWAY_VERSION=v1.11.1
+# Prometheus tags its Go module v0.3XX.Y for release 3.XX.Y.
+PROMETHEUS_MODULE_VERSION=v0.316.0
+PROMTOOL_VERSION=3.16.0
 
 cache=${MERGE_JOB_CACHE:-$HOME/.cache/merge-job}
 bin="$cache/bin"
@@ -17,7 +22,7 @@ mkdir -p "$bin"
 
 log() { printf '[install-tools] %s\n' "$*" >&2; }
 
-command -v go >/dev/null || { log "Go is needed to build helm and helmfile"; exit 1; }
+command -v go >/dev/null || { log "Go is needed to build the test tools"; exit 1; }
 
 # helm: `go install` alone leaves the version at "v3.22" and, worse, the built-in
 # Kubernetes version at 1.20 (the Makefile sets both with -X). Lint and template use that
@@ -53,4 +58,41 @@ else
   (cd "$src" && CGO_ENABLED=0 go build -trimpath \
     -ldflags "-s -w -X go.szostok.io/version.version=$HELMFILE_VERSION" -o "$bin/helmfile" .)
   log "built $("$bin/helmfile" --version)"
+fi
+
+# Go tools whose module version list the proxy does not serve (so `go install …@version`
+# fails): a throw-away wrapper module requires the exact version and names the command
+# in a `tool` line, which lets `go mod tidy` resolve the command's dependency graph.
+# prometheus/common/version is where these commands read the version they print.
+build_tool() {  # name module version package printed-version
+  local name=$1 module=$2 version=$3 pkg=$4 printed=$5 work
+  work=$(mktemp -d "/tmp/merge-job-$name.XXXXXX")
+  printf 'module merge-job.local/tools/%s\n\ngo 1.26\n\nrequire %s %s\n\ntool %s\n' \
+    "$name" "$module" "$version" "$pkg" >"$work/go.mod"
+  (
+    cd "$work"
+    go mod tidy
+    CGO_ENABLED=0 go build -trimpath \
+      -ldflags "-s -w -X github.com/prometheus/common/version.Version=$printed" \
+      -o "$bin/$name" "$pkg"
+  )
+  rm -rf "$work"
+}
+
+if "$bin/pushgateway" --version 2>&1 | grep -qF "version ${PUSHGATEWAY_VERSION#v} "; then
+  log "pushgateway $PUSHGATEWAY_VERSION present"
+else
+  log "building pushgateway $PUSHGATEWAY_VERSION"
+  build_tool pushgateway github.com/prometheus/pushgateway "$PUSHGATEWAY_VERSION" \
+    github.com/prometheus/pushgateway "${PUSHGATEWAY_VERSION#v}"
+  log "built $("$bin/pushgateway" --version 2>&1 | head -n 1)"
+fi
+
+if "$bin/promtool" --version 2>&1 | grep -qF "version $PROMTOOL_VERSION "; then
+  log "promtool $PROMTOOL_VERSION present"
+else
+  log "building promtool $PROMTOOL_VERSION (module $PROMETHEUS_MODULE_VERSION; minutes on a cold Go cache)"
+  build_tool promtool github.com/prometheus/prometheus "$PROMETHEUS_MODULE_VERSION" \
+    github.com/prometheus/prometheus/cmd/promtool "$PROMTOOL_VERSION"
+  log "built $("$bin/promtool" --version 2>&1 | head -n 1)"
 fi

@@ -41,7 +41,10 @@ def _not_in(*accepted: str) -> st.SearchStrategy[str]:
 
 
 _NEGATIVE = st.integers(-(10**9), -1).map(str)
-_NON_NUMBER = st.text(string.ascii_letters + "_/!", min_size=1, max_size=10)
+# Letters can still spell a number Python's float() accepts ("Infinity", "inf", "nan").
+_NON_NUMBER = st.text(string.ascii_letters + "_/!", min_size=1, max_size=10).filter(
+    lambda v: v.strip().lower().lstrip("_") not in {"inf", "infinity", "nan"}
+)
 _DURATION = st.one_of(
     st.tuples(_NEGATIVE, st.sampled_from(["", "s", "m", "h", "d", "w"])).map("".join),
     _NON_NUMBER,
@@ -63,7 +66,9 @@ _BAD_PATTERNS = st.one_of(
         st.sampled_from(sorted(set(_FORBIDDEN) - {","})),
         _PATTERN_PART,
     ).map("".join),
-    _PATTERN_PART.map(lambda p: "-" + p),  # `-logs*` would be an exclusion in OpenSearch
+    # `-logs*` would be an exclusion in OpenSearch. Not `--…`: as a flag's value argparse
+    # reads that as an option (or the end of options), so it never reaches the parser.
+    _PATTERN_PART.filter(lambda p: not p.startswith("-")).map(lambda p: "-" + p),
 )
 _BAD_DATE_FORMAT = st.one_of(
     st.sampled_from(["%m.%d", "%d", "%H%M", "%Y.%m.%d%", "%Y.%m.%m", "%G.%m", "%Y%q", "%s"]),
@@ -115,6 +120,16 @@ STRATEGIES: dict[str, st.SearchStrategy[str]] = {
     ),
     "verify_tls": _not_in("true", "false", "1", "0", "yes", "no"),
     "request_timeout": _POSITIVE_DURATION,
+    "pushgateway_url": st.one_of(
+        st.sampled_from(["ftp", "ws", "file", "unix"]).map(lambda s: f"{s}://127.0.0.1:9091"),
+        st.sampled_from(["u:p@", "admin@"]).map(lambda u: f"http://{u}127.0.0.1:9091"),
+        st.sampled_from(["?a=b", "#x", ":99999", ":abc"]).map(lambda q: f"http://127.0.0.1{q}"),
+        _LETTERS,  # no scheme
+    ),
+    "metrics_cluster": st.one_of(
+        st.tuples(_LETTERS, st.sampled_from(list(' /"{},=*')), _LETTERS).map("".join),
+        st.text(string.ascii_lowercase, min_size=129, max_size=140),
+    ),
     "log_format": _not_in("auto", "json", "console"),
     "log_level": _not_in("debug", "info", "warning", "error"),
 }

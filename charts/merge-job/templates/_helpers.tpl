@@ -107,6 +107,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- include "merge-job.envVar" (list "MERGE_CA_BUNDLE" $c.caBundle) }}
 {{- include "merge-job.envVar" (list "MERGE_VERIFY_TLS" $c.verifyTls) }}
 {{- include "merge-job.envVar" (list "MERGE_REQUEST_TIMEOUT" $c.requestTimeout) }}
+{{- include "merge-job.envVar" (list "MERGE_PUSHGATEWAY_URL" .Values.metrics.pushgateway.url) }}
+{{- include "merge-job.envVar" (list "MERGE_METRICS_CLUSTER" .Values.metrics.pushgateway.cluster) }}
 {{- include "merge-job.envVar" (list "LOG_FORMAT" $c.logFormat) }}
 {{- include "merge-job.envVar" (list "LOG_LEVEL" $c.logLevel) }}
+{{- end }}
+
+{{/* Seconds without a successful run after which the MergeJobNoRecentSuccess alert fires. */}}
+{{- define "merge-job.noSuccessFor" -}}
+{{- with .Values.metrics.prometheusRule.noSuccessForSeconds }}{{ int . }}{{- else -}}
+{{- add 86400 (.Values.startingDeadlineSeconds | default 0) (.Values.activeDeadlineSeconds | default 0) }}
+{{- end }}
 {{- end }}
