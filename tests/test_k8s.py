@@ -10,7 +10,7 @@ to the session's audit proxy, so every request a pod sends is audited like a loc
 
 The scenarios run in file order on one release, each leaving it in a known state, because
 most of them wait for the CronJob controller's next minute: the whole module takes about
-six minutes instead of one schedule wait per scenario. The last test takes the cluster
+seven minutes instead of one schedule wait per scenario. The last test takes the cluster
 down and checks that nothing of it is left.
 """
 
