@@ -9,8 +9,8 @@ recording proxy on the node's bridge address (`scripts/k8s.sh host-ip`), which f
 to the session's audit proxy, so every request a pod sends is audited like a local run's.
 
 The scenarios run in file order on one release, each leaving it in a known state, because
-most of them wait for the CronJob controller's next minute: the whole module takes about
-six minutes instead of one schedule wait per scenario. The last test takes the cluster
+most of them wait for the CronJob controller's next minute; shared, the waits overlap and
+the whole module takes about seven minutes. The last test takes the cluster
 down and checks that nothing of it is left.
 """
 
