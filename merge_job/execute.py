@@ -27,11 +27,13 @@ from merge_job.config import Settings
 from merge_job.errors import CredentialsRefusedError, ExitCode
 from merge_job.merge import (
     DEFAULT_PACING,
+    UPCOMING_READ,
     IndexMerge,
     MergeCluster,
     MergeOutcome,
     MergeStopped,
     Pacing,
+    SharedReads,
     Status,
     log_outcome,
 )
@@ -40,6 +42,10 @@ from merge_job.plan import IndexPlan, Plan
 log = structlog.get_logger("merge_job.execute")
 
 _HEALTH_RANK = {"red": 0, "yellow": 1, "green": 2}
+# The gate before a new merge reuses a health answer this young (planning's included):
+# short merges then cost no health request each, and the gate still sees a change within
+# seconds.
+HEALTH_MAX_AGE_S = 5.0
 
 
 class SchedulerCluster(MergeCluster, Protocol):
@@ -124,6 +130,9 @@ class Scheduler:
         # Task-based force-merge until an engine refuses the parameter; then every merge
         # started afterwards uses the blocking call.
         self.use_task = plan.async_forcemerge
+        self.reads = SharedReads(cluster, clock)
+        # Planning's answer, dated at the start of the run: it was read after that.
+        self._health = (self.started_at, plan.health)
 
     def request_stop(self, reason: StopReason) -> None:
         if not self.stop.is_set():
@@ -144,16 +153,22 @@ class Scheduler:
         return deadline is not None and self.clock() - self.started_at >= deadline.total_seconds()
 
     def _health_ok(self) -> bool:
-        try:
-            status = self.cluster.health()
-        except opensearchpy.TransportError as err:
-            log.error("health_check_failed", error=str(err)[:300])
-            status = "unknown"
+        """The gate on the latest health answer, read anew once it is HEALTH_MAX_AGE_S old."""
+        read_at, status = self._health
+        if self.clock() - read_at > HEALTH_MAX_AGE_S:
+            asked = self.clock()
+            try:
+                status = self.cluster.health()
+            except opensearchpy.TransportError as err:
+                log.error("health_check_failed", error=str(err)[:300])
+                status = "unknown"
+            self._health = (asked, status)
         return health_gate(status, self.settings.require_health)
 
     def run(self) -> RunResult:
         """Merge every planned index; never two at once on the same node."""
         pending = list(self.plan.merges)
+        self.reads.upcoming = tuple(p.index for p in pending[:UPCOMING_READ])
         running: dict[str, IndexMerge] = {}
         finished: queue.Queue[_Finished] = queue.Queue()
         outcomes: list[MergeOutcome] = []
@@ -175,6 +190,7 @@ class Scheduler:
                     self.request_stop(StopReason.HEALTH)
                     break
                 pending.remove(candidate)
+                self.reads.upcoming = tuple(p.index for p in pending[:UPCOMING_READ])
                 running[candidate.index] = self._start(candidate, finished)
             if self._stopped():
                 break
@@ -214,6 +230,7 @@ class Scheduler:
             stop=self.stop,
             clock=self.clock,
             pacing=self.pacing,
+            reads=self.reads,
         )
         # Daemon threads: on deadline/SIGTERM the process may exit while a blocking
         # force-merge call is still open; the merge itself continues server-side.

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import opensearchpy
@@ -16,8 +17,8 @@ import pytest
 from merge_job.client import ClusterClient, IndexGoneError, RetryableStatusError
 from merge_job.config import Settings
 from merge_job.errors import CredentialsRefusedError, ExitCode
-from merge_job.execute import RunResult, Scheduler, StopReason
-from merge_job.merge import IndexMerge, MergeStopped, Pacing, Status, Step
+from merge_job.execute import HEALTH_MAX_AGE_S, RunResult, Scheduler, StopReason
+from merge_job.merge import UPCOMING_READ, IndexMerge, MergeStopped, Pacing, Status, Step
 from merge_job.plan import Decision, IndexPlan, Plan
 from merge_job.snapshot import PLANNING_REQUESTS, ShardCopy, TaskStatus
 
@@ -47,6 +48,7 @@ class FakeCluster:
         self.max_active_per_node: dict[str, int] = {}
         self.lock = threading.Lock()
         self.refreshed: list[str] = []
+        self.reads: list[tuple[str, ...]] = []  # the indices of every stats read
 
     def health(self) -> str:
         return self.health_status
@@ -55,9 +57,18 @@ class FakeCluster:
         self.refreshed.append(index)
 
     def index_copies(self, index: str) -> tuple[ShardCopy, ...]:
+        self.reads.append((index,))
         if index in self.gone:
             raise IndexGoneError(index)
         return copies(self.segments[index], self.nodes.get(index, ("n1",)))
+
+    def copies_of(self, indices: Sequence[str]) -> dict[str, tuple[ShardCopy, ...]]:
+        self.reads.append(tuple(indices))
+        return {
+            i: copies(self.segments[i], self.nodes.get(i, ("n1",)))
+            for i in indices
+            if i not in self.gone
+        }
 
     def forcemerge(
         self, index: str, params: Mapping[str, str], timeout_s: float | None = None
@@ -336,15 +347,15 @@ def test_cut_connection_falls_back_to_watching_segments() -> None:
     cluster.post_error["a"] = opensearchpy.ConnectionTimeout("TIMEOUT", "read timed out", None)
     cluster.running_expressions = [("a",)]
     calls = {"n": 0}
-    original = cluster.index_copies
+    original = cluster.copies_of
 
-    def index_copies(index: str) -> tuple[ShardCopy, ...]:
+    def copies_of(indices: Sequence[str]) -> dict[str, tuple[ShardCopy, ...]]:
         calls["n"] += 1
         if calls["n"] == 3:  # the merge finishes server-side while we watch
-            cluster.segments[index] = 1
-        return original(index)
+            cluster.segments[indices[0]] = 1
+        return original(indices)
 
-    cluster.index_copies = index_copies  # type: ignore[method-assign]
+    cluster.copies_of = copies_of  # type: ignore[method-assign]
     result, _ = execute(cluster, plan_of("a", task=False))
     assert statuses(result) == {"a": Status.MERGED}
     assert len(cluster.posts) == 1  # never re-sent blindly
@@ -437,16 +448,85 @@ def test_health_gate_mid_run_stops_new_merges_with_exit_3() -> None:
     cluster.segments = {"a": 5, "b": 5}
     original = cluster.forcemerge
 
+    later = {"s": 0.0}
+
     def post(index: str, params: Mapping[str, str], timeout_s: float | None = None) -> Any:
-        cluster.health_status = "red"  # the cluster turns red during the first merge
+        cluster.health_status = "red"  # the cluster turns red during the first merge,
+        later["s"] += HEALTH_MAX_AGE_S + 1  # which outlasts the age of a reusable answer
         return original(index, params, timeout_s)
 
     cluster.forcemerge = post  # type: ignore[method-assign]
-    result, _ = execute(cluster, plan_of("a", "b"))
+    scheduler = Scheduler(
+        cluster,
+        Settings(endpoint="http://127.0.0.1:9200"),
+        plan_of("a", "b"),
+        pacing=FAST,
+        clock=lambda: time.monotonic() + later["s"],
+    )
+    result = scheduler.run()
     assert statuses(result) == {"a": Status.MERGED}
     assert result.not_started == ["b"]
     assert result.stop_reason is StopReason.HEALTH
     assert result.exit_code is ExitCode.UNREACHABLE
+
+
+def test_a_health_answer_younger_than_the_max_age_is_reused() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5, "b": 5, "c": 5}
+    calls: list[str] = []
+    original = cluster.health
+
+    def health() -> str:
+        calls.append("health")
+        return original()
+
+    cluster.health = health  # type: ignore[method-assign]
+    result, _ = execute(cluster, plan_of("a", "b", "c"))
+    assert set(statuses(result).values()) == {Status.MERGED}
+    assert calls == []  # planning's answer, seconds old, gates all three
+    later = {"s": 0.0}
+    scheduler = Scheduler(
+        cluster,
+        Settings(endpoint="http://127.0.0.1:9200"),
+        plan_of("a", "b"),
+        pacing=FAST,
+        clock=lambda: time.monotonic() + later["s"],
+    )
+    later["s"] = HEALTH_MAX_AGE_S + 1
+    cluster.segments = {"a": 5, "b": 5}
+    scheduler.run()
+    assert calls == ["health"]  # read anew once, then young again for the second start
+
+
+def test_a_merge_reads_the_next_planned_indices_along_and_their_check_sends_nothing() -> None:
+    cluster = FakeCluster()
+    names = [f"i{n}" for n in range(12)]
+    cluster.segments = dict.fromkeys(names, 5)
+    result, _ = execute(cluster, plan_of(*names))
+    assert set(statuses(result).values()) == {Status.MERGED}
+    # The first CHECK reads i0 with the next planned ones; from then on each VERIFY read
+    # carries the next ones along, so a merge costs POST, task poll, refresh, stats read.
+    assert cluster.reads[0][:2] == ("i0", "i1")
+    assert len(cluster.reads) == 1 + len(names)
+    assert all(len(r) <= 1 + UPCOMING_READ for r in cluster.reads)
+    assert len(cluster.posts) == len(cluster.refreshed) == len(names)
+
+
+def test_an_index_a_newer_read_leaves_out_is_checked_alone_and_skipped() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5, "b": 5, "c": 5}
+    original = cluster.forcemerge
+
+    def post(index: str, params: Mapping[str, str], timeout_s: float | None = None) -> Any:
+        if index == "a":
+            cluster.gone.add("b")  # deleted after the first read carried it along
+        return original(index, params, timeout_s)
+
+    cluster.forcemerge = post  # type: ignore[method-assign]
+    result, _ = execute(cluster, plan_of("a", "b", "c"))
+    assert statuses(result) == {"a": Status.MERGED, "b": Status.SKIPPED, "c": Status.MERGED}
+    assert [p[0] for p in cluster.posts] == ["a", "c"]
+    assert ("b",) in cluster.reads  # its own read, which says why it is missing
 
 
 def test_concurrency_never_runs_two_merges_on_one_node() -> None:
