@@ -1,13 +1,15 @@
-"""Execution: the scheduler that runs the plan's merges, one at a time or one per node.
+"""Execution: the scheduler that runs the plan's merges, one at a time or several.
 
-The scheduler owns capacity only: how many merges run (`MERGE_CONCURRENCY`), which nodes
-are busy (never two merges on one node), the health gate before each new merge, the
-deadline and SIGTERM. Each index's merge is an `IndexMerge` (merge.py) running in its own
-worker thread; what is still running at the end is read from those merge objects.
+The scheduler owns capacity only: how many merges are outstanding (`MERGE_CONCURRENCY`),
+how many on each node (at most one running and one queued: `NODE_QUEUE`), the health gate
+before each new merge, the deadline and SIGTERM. Each index's merge is an `IndexMerge`
+(merge.py) running in its own worker thread; what is still running at the end is read
+from those merge objects.
 
 A failed index never stops the others. On the deadline, SIGTERM, a failed health gate or
 refused credentials no new merge starts; merges already submitted keep running
-server-side and are reported as still running.
+server-side (or wait in a node's queue, which is the same to the cluster) and are
+reported as still running.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import enum
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,6 +49,12 @@ _HEALTH_RANK = {"red": 0, "yellow": 1, "green": 2}
 # short merges then cost no health request each, and the gate still sees a change within
 # seconds.
 HEALTH_MAX_AGE_S = 5.0
+# Merges outstanding on one node at most: one running and one queued. OpenSearch runs
+# force-merges on a per-node thread pool (one thread up to 2.19) and queues the rest, so
+# a queued merge starts the moment the running one ends, without waiting for the job's
+# round trip; a deeper queue would only hold merges the deadline or SIGTERM then leaves
+# running server-side.
+NODE_QUEUE = 2
 
 
 class SchedulerCluster(MergeCluster, Protocol):
@@ -95,6 +104,38 @@ def health_gate(status: str, required: str) -> bool:
         detail="no new merge starts",
     )
     return False
+
+
+def node_load(merges: Iterable[IndexMerge]) -> Counter[str]:
+    """Per node, how many of these merges have a shard copy there."""
+    return Counter(node for merge in merges for node in set(merge.item.nodes))
+
+
+def next_merge(
+    pending: Sequence[IndexPlan], load: Mapping[str, int], node_queue: int = NODE_QUEUE
+) -> IndexPlan | None:
+    """The next merge to submit, in plan order, or None while every candidate's nodes
+    are full (`node_queue` outstanding).
+
+    First choice: one whose nodes are all idle; then one that gives an idle node work
+    (with replicas a merge spans several nodes, and waiting for all of them to be idle at
+    once leaves the others idle); then one that only queues behind running merges, so
+    that each node starts its next merge the moment the current one ends.
+    """
+    gives_work: IndexPlan | None = None
+    queues: IndexPlan | None = None
+    for item in pending:
+        loads = [load.get(node, 0) for node in item.nodes]
+        if any(n >= node_queue for n in loads):
+            continue
+        idle = sum(1 for n in loads if n == 0)
+        if idle == len(loads):
+            return item
+        if idle and gives_work is None:
+            gives_work = item
+        elif queues is None:
+            queues = item
+    return gives_work or queues
 
 
 @dataclass
@@ -166,15 +207,12 @@ class Scheduler:
         return health_gate(status, self.settings.require_health)
 
     def run(self) -> RunResult:
-        """Merge every planned index; never two at once on the same node."""
+        """Merge every planned index, at most NODE_QUEUE outstanding on any node."""
         pending = list(self.plan.merges)
         self.reads.upcoming = tuple(p.index for p in pending[:UPCOMING_READ])
         running: dict[str, IndexMerge] = {}
         finished: queue.Queue[_Finished] = queue.Queue()
         outcomes: list[MergeOutcome] = []
-
-        def busy_nodes() -> set[str]:
-            return {node for merge in running.values() for node in merge.item.nodes}
 
         while pending or running:
             if self._deadline_passed():
@@ -182,8 +220,7 @@ class Scheduler:
             if self._stopped():
                 break
             while pending and len(running) < self.settings.concurrency:
-                busy = busy_nodes()
-                candidate = next((p for p in pending if not busy.intersection(p.nodes)), None)
+                candidate = next_merge(pending, node_load(running.values()))
                 if candidate is None:
                     break
                 if not self._health_ok():

@@ -17,7 +17,14 @@ import pytest
 from merge_job.client import ClusterClient, IndexGoneError, RetryableStatusError
 from merge_job.config import Settings
 from merge_job.errors import CredentialsRefusedError, ExitCode
-from merge_job.execute import HEALTH_MAX_AGE_S, RunResult, Scheduler, StopReason
+from merge_job.execute import (
+    HEALTH_MAX_AGE_S,
+    NODE_QUEUE,
+    RunResult,
+    Scheduler,
+    StopReason,
+    next_merge,
+)
 from merge_job.merge import UPCOMING_READ, IndexMerge, MergeStopped, Pacing, Status, Step
 from merge_job.plan import Decision, IndexPlan, Plan
 from merge_job.snapshot import PLANNING_REQUESTS, ShardCopy, TaskStatus
@@ -529,41 +536,112 @@ def test_an_index_a_newer_read_leaves_out_is_checked_alone_and_skipped() -> None
     assert ("b",) in cluster.reads  # its own read, which says why it is missing
 
 
-def test_concurrency_never_runs_two_merges_on_one_node() -> None:
-    nodes = {"a": ("n1", "n2"), "b": ("n2",), "c": ("n3",), "d": ("n1",)}
-    cluster = FakeCluster(nodes)
-    cluster.segments = dict.fromkeys(nodes, 5)
-    busy: dict[str, int] = {}
-    overlaps: list[str] = []
-    started: list[str] = []
-    original = cluster.forcemerge
-    release = threading.Event()
+class QueueingCluster(FakeCluster):
+    """Counts, per node, the merges outstanding (POST sent, task not yet done); each task
+    completes only when the test releases its index."""
 
-    def post(index: str, params: Mapping[str, str], timeout_s: float | None = None) -> Any:
-        with cluster.lock:
-            started.append(index)
-            for node in nodes[index]:
-                busy[node] = busy.get(node, 0) + 1
-                if busy[node] > 1:
-                    overlaps.append(node)
-        return original(index, params, timeout_s)
+    def __init__(self, nodes: Mapping[str, tuple[str, ...]]) -> None:
+        super().__init__(nodes)
+        self.segments = dict.fromkeys(nodes, 5)
+        self.outstanding: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self.started: list[str] = []
+        self.released: set[str] = set()
+        self.done: set[str] = set()
 
-    def task(task_id: str, wait_s: float = 0.0) -> TaskStatus | None:
-        index = cluster.posts[int(task_id.split(":")[1]) - 1][0]
-        if len(started) < 2 and not release.is_set():
-            return TaskStatus(False, None)
-        release.set()
-        with cluster.lock:
-            for node in nodes[index]:
-                busy[node] -= 1
+    def forcemerge(
+        self, index: str, params: Mapping[str, str], timeout_s: float | None = None
+    ) -> Any:
+        with self.lock:
+            self.started.append(index)
+            for node in self.nodes[index]:
+                self.outstanding[node] = self.outstanding.get(node, 0) + 1
+                self.peak[node] = max(self.peak.get(node, 0), self.outstanding[node])
+            return super().forcemerge(index, params, timeout_s)  # task ids by POST order
+
+    def task(self, task_id: str, wait_s: float = 0.0) -> TaskStatus | None:
+        index = self.posts[int(task_id.split(":")[1]) - 1][0]
+        with self.lock:
+            if index not in self.released:
+                return TaskStatus(False, None)
+            if index not in self.done:
+                self.done.add(index)
+                for node in self.nodes[index]:
+                    self.outstanding[node] -= 1
         return TaskStatus(True, None)
 
-    cluster.forcemerge = post  # type: ignore[method-assign]
-    cluster.task = task  # type: ignore[method-assign]
-    result, _ = execute(cluster, plan_of(*nodes, nodes=nodes), concurrency=3)
-    assert overlaps == []
+    def release_when_started(self, count: int) -> threading.Thread:
+        """Once `count` merges are outstanding, finish them one by one, in start order."""
+
+        def run() -> None:
+            for _ in range(2000):
+                with self.lock:
+                    if len(self.started) >= count or len(self.started) == len(self.nodes):
+                        break
+                time.sleep(0.002)
+            for _ in range(20000):
+                with self.lock:
+                    waiting = [i for i in self.started if i not in self.released]
+                    if waiting:
+                        self.released.add(waiting[0])
+                    elif len(self.done) == len(self.nodes):
+                        return
+                time.sleep(0.002)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+
+def test_next_merge_prefers_idle_nodes_then_giving_an_idle_node_work_then_queueing() -> None:
+    def item(name: str, *nodes: str) -> IndexPlan:
+        return IndexPlan(name, Decision.MERGE, None, "", 5, 1000, 90000.0, nodes)
+
+    a, b, c = item("a", "n1", "n2"), item("b", "n2", "n3"), item("c", "n1")
+    assert next_merge([a, b, c], {}) is a
+    assert next_merge([b, c], {"n1": 1, "n2": 1}) is b  # n3 idle: b gives it work
+    assert next_merge([c, b], {"n1": 1, "n2": 1, "n3": 1}) is c  # only queues: first fit
+    assert next_merge([b, c], {"n1": 2, "n2": 1, "n3": 1}) is b  # n1 is full
+    assert next_merge([c], {"n1": NODE_QUEUE}) is None
+
+
+def test_replicas_on_three_nodes_keep_every_node_busy_within_the_node_queue() -> None:
+    # Every index on two of three nodes: "one merge per node" allowed one merge at a time.
+    pairs = [("n1", "n2"), ("n2", "n3"), ("n1", "n3")]
+    nodes = {f"i{k}": pairs[k % 3] for k in range(9)}
+    cluster = QueueingCluster(nodes)
+    releaser = cluster.release_when_started(3)
+    result, _ = execute(cluster, plan_of(*nodes, nodes=nodes), concurrency=9)
+    releaser.join(timeout=30)
     assert set(statuses(result).values()) == {Status.MERGED}
-    assert started[:2] == ["a", "c"]  # b and d wait for a's nodes; c runs alongside
+    assert max(cluster.peak.values()) == NODE_QUEUE  # never more, and reached
+    assert set(cluster.started[:3]) == {"i0", "i1", "i2"}  # three at once on three nodes
+
+
+def test_concurrency_bounds_outstanding_merges_and_one_copy_per_node_spreads_out() -> None:
+    nodes = {"a": ("n1",), "b": ("n1",), "c": ("n2",), "d": ("n3",), "e": ("n1",)}
+    cluster = QueueingCluster(nodes)
+    releaser = cluster.release_when_started(3)
+    result, _ = execute(cluster, plan_of(*nodes, nodes=nodes), concurrency=3)
+    releaser.join(timeout=30)
+    assert set(statuses(result).values()) == {Status.MERGED}
+    assert set(cluster.started[:3]) == {"a", "c", "d"}  # idle nodes first; b would only queue
+    assert max(cluster.peak.values()) <= NODE_QUEUE
+
+
+def test_sigterm_reports_merges_queued_on_a_node_as_still_running() -> None:
+    nodes = {"a": ("n1",), "b": ("n1",), "c": ("n1",)}
+    cluster = QueueingCluster(nodes)  # nothing is ever released: a runs, b waits behind it
+    stop = threading.Event()
+    settings = Settings(endpoint="http://127.0.0.1:9200", concurrency=3)
+    scheduler = Scheduler(cluster, settings, plan_of(*nodes, nodes=nodes), stop=stop, pacing=FAST)
+    timer = threading.Timer(0.2, stop.set)
+    timer.start()
+    result = scheduler.run()
+    timer.join()
+    assert result.still_running == {"a": "node:1", "b": "node:2"}
+    assert result.not_started == ["c"]  # n1 full: one running, one queued
+    assert result.exit_code is ExitCode.INTERRUPTED
 
 
 # -- the client adapter's retry policy ---------------------------------------------------
