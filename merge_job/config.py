@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import math
 import os
 import re
@@ -231,6 +232,7 @@ _DATE_DIRECTIVES = {
 }
 
 
+@functools.lru_cache(maxsize=32)  # planning asks once per index
 def date_format_regex(fmt: str) -> re.Pattern[str]:
     """Compile a strftime format (subset) to a regex that finds the date in a name."""
     out: list[str] = []
