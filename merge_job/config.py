@@ -424,7 +424,7 @@ OPTIONS: tuple[Option, ...] = (
         "MERGE_CONCURRENCY",
         ("--concurrency",),
         _int_at_least_one,
-        "merges running at once; never two on the same node",
+        "merges outstanding at once; per node at most one running and one queued",
         "integer >= 1",
         default=str(DEFAULT_CONCURRENCY),
     ),

@@ -12,12 +12,15 @@ so a newcomer reads the algorithm in `advance()`:
                  └──────────────┘
 
 - CHECK re-reads the index at its turn: deleted, closed, not started or merged meanwhile
-  means a skip, with nothing sent.
+  means a skip, with nothing sent. The answer may come from the previous merge's last
+  read (`SharedReads`: one stats GET carries the next planned indices along), at most
+  CHECK_MAX_AGE_S old; an index that read left out is read alone.
 - SUBMIT posts `_forcemerge`: as a task (`wait_for_completion=false`) to POLL, or as one
   blocking call. A POST cut before its answer says nothing about the merge, so it is
   never resent blindly: WATCH decides from the index.
-- POLL long-polls the task; a task the cluster no longer knows (node restarted, result not
-  stored) goes to TASK_VANISHED, which decides from the index.
+- POLL long-polls the task (the first wait is long: the server answers the moment the
+  merge ends, so a short merge costs one poll); a task the cluster no longer knows (node
+  restarted, result not stored) goes to TASK_VANISHED, which decides from the index.
 - WATCH follows segment counts and the running force-merge tasks. When every copy is
   started, nothing runs and the counts stay above the target for a few checks, the request
   never took effect: it is sent once more (attempt 2), which cannot stack a second merge on
