@@ -172,6 +172,12 @@ def configure_logging(
         logging.DEBUG if numeric <= logging.DEBUG else logging.ERROR
     )
     logging.captureWarnings(True)
+    # No event shows the caller's file, thread or process: skip gathering them for each
+    # record (the Logging HOWTO's "Optimization"; a plan logs an event per index).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
     structlog.configure(
         processors=[
