@@ -35,6 +35,7 @@ class Measured:
     stderr: str
     wall_s: float
     max_rss_mb: float
+    cpu_s: float = 0.0  # user + system: less sensitive than wall time to a loaded machine
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -78,6 +79,7 @@ def run_measured(
             stderr=err.read().decode(errors="replace"),
             wall_s=wall,
             max_rss_mb=usage.ru_maxrss / 1024,  # kilobytes on Linux
+            cpu_s=usage.ru_utime + usage.ru_stime,
         )
 
 

@@ -1,21 +1,23 @@
-"""Node-aware parallelism on a real 3-node cluster: sequential vs MERGE_CONCURRENCY=3.
+"""Node-aware parallelism on a real 3-node cluster: sequential vs MERGE_CONCURRENCY=2xnodes.
 
-    python -m benchmarks.nodes [--indices 6] [--segments 10] [--docs 50000]
+    python -m benchmarks.nodes [--indices 6] [--replicas 0] [--segments 10] [--docs 50000]
 
 Starts three OpenSearch containers (small heaps) on a user-defined docker network, makes
-single-shard indices (no replicas; the balancer spreads them evenly over the nodes), and
-runs `merge-job run` twice on identical data: once sequential, once with
-MERGE_CONCURRENCY=3. From the job's own events (merge_started / merge_finished per index,
-and the nodes of its shard copies) it checks that no two merges were ever outstanding on
-one node at once. (The stored task of a merge names the node that coordinated it, not the
-nodes that merged, so the tasks API gives the merge times but not the placement.)
-With --urls it uses a running cluster instead (comma-separated node URLs).
+single-shard indices (`--replicas` copies more of each; the balancer spreads them evenly
+over the nodes), and runs `merge-job run` twice on identical data: once sequential, once
+with MERGE_CONCURRENCY=2 x nodes (the per-node bound, one running and one queued, is what
+limits it). From the job's own events (merge_started / merge_finished per index, and the
+nodes of its shard copies) it counts the most merges ever outstanding on one node, which
+must stay within that bound. (The stored task of a merge names the node that coordinated
+it, not the nodes that merged, so the tasks API gives the merge times but not the
+placement.) The limit of any schedule for equal sizes is indices / copies on the busiest
+node: every node merges one copy at a time (1.5 for 6 indices with one replica on 3
+nodes). With --urls it uses a running cluster instead (comma-separated node URLs).
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -24,9 +26,10 @@ import requests
 
 from benchmarks import cluster, common, data
 from benchmarks.planning import job_settings
+from merge_job.execute import NODE_QUEUE
 
 PREFIX = "node-"
-TARGET_SPEEDUP = 1.7
+TARGET_SPEEDUP = {0: 1.7, 1: 1.35}  # by replicas
 
 
 def server_seconds(url: str, task_ids: list[str]) -> float:
@@ -50,19 +53,24 @@ def merge_intervals(run: common.Measured) -> dict[str, list[tuple[float, float]]
     return dict(per_node)
 
 
-def overlaps(intervals: dict[str, list[tuple[float, float]]]) -> int:
-    """How many times a merge started on a node before the previous one there ended."""
-    count = 0
+def most_outstanding(intervals: dict[str, list[tuple[float, float]]]) -> int:
+    """The most merges the job ever had outstanding on one node at once."""
+    most = 0
     for spans in intervals.values():
-        ordered = sorted(spans)
-        count += sum(1 for a, b in itertools.pairwise(ordered) if b[0] < a[1])
-    return count
+        edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+        now = 0
+        for _, step in edges:  # at equal times an end (-1) sorts before a start
+            now += step
+            most = max(most, now)
+    return most
 
 
 def one_run(
-    url: str, names: list[str], segments: int, docs: int, concurrency: int
+    url: str, names: list[str], segments: int, docs: int, concurrency: int, replicas: int
 ) -> dict[str, Any]:
-    data.make_indices(url, names, segments=segments, docs_per_segment=docs, prefix=PREFIX)
+    data.make_indices(
+        url, names, segments=segments, docs_per_segment=docs, prefix=PREFIX, replicas=replicas
+    )
     try:
         shards = requests.get(
             f"{url}/_cat/shards/{PREFIX}*", params={"format": "json", "h": "node"}, timeout=60
@@ -86,13 +94,15 @@ def one_run(
     return {
         "concurrency": concurrency,
         "indices": len(names),
-        "shards_per_node": spread,
+        "replicas": replicas,
+        "copies_per_node": spread,
+        "limit_equal_sizes": common.ratio(len(names), max(spread)),
         "merged": len(merged),
         "wall_s": round(run.wall_s, 3),
         "merge_phase_s": round(phase, 3),
         "server_merge_s_sum": round(server, 3),
         "nodes_used": len(intervals),
-        "overlaps_on_a_node": overlaps(intervals),
+        "most_outstanding_on_a_node": most_outstanding(intervals),
     }
 
 
@@ -109,6 +119,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = common.base_parser(__doc__ or "")
     parser.add_argument("--urls", help="use this running cluster (comma-separated node URLs)")
     parser.add_argument("--indices", type=int, default=6)
+    parser.add_argument("--replicas", type=int, default=0, help="replicas per index")
     parser.add_argument("--segments", type=int, default=10, help="segments per index")
     parser.add_argument("--docs", type=int, default=50000, help="documents per segment")
     args = parser.parse_args(argv)
@@ -116,11 +127,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     with cluster_urls(args.urls, args.image) as urls:
         url = urls[0]
         nodes = len(requests.get(f"{url}/_cat/nodes", params={"format": "json"}, timeout=60).json())
-        rows = [one_run(url, names, args.segments, args.docs, c) for c in (1, nodes)]
+        rows = [
+            one_run(url, names, args.segments, args.docs, c, args.replicas) for c in (1, 2 * nodes)
+        ]
     sequential = rows[0]
     for row in rows:
         row["speedup_wall"] = common.ratio(sequential["wall_s"], row["wall_s"])
         row["speedup_merge_phase"] = common.ratio(sequential["merge_phase_s"], row["merge_phase_s"])
+        row["share_of_limit"] = common.ratio(row["speedup_wall"], row["limit_equal_sizes"])
     common.print_table(f"Node-aware parallelism, {nodes} nodes: sequential vs parallel", rows)
     path = common.write_results(
         "nodes",
@@ -128,7 +142,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         {
             "nodes": nodes,
             "settings": job_settings(PREFIX),
-            "targets": {"speedup_min": TARGET_SPEEDUP},
+            "replicas": args.replicas,
+            "node_queue": NODE_QUEUE,
+            "targets": {"speedup_min": TARGET_SPEEDUP.get(args.replicas)},
         },
         args.results_dir,
     )

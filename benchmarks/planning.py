@@ -1,10 +1,13 @@
 """Planning at scale: requests, wall time and peak RSS of `merge-job plan` for N indices.
 
     python -m benchmarks.planning [--sizes 100,1000,3000] [--url http://127.0.0.1:9200]
+    python -m benchmarks.planning --synthetic 1000,3000,10000   # no node: a loopback stub
 
 Indices are made once, in increasing N (the first N of one list of daily indices), each
 with a few segments so every one is planned as a merge. The job talks to the node through
-a recording proxy on loopback, which counts every request it sends.
+a recording proxy on loopback, which counts every request it sends. `--synthetic` plans
+against a stub answering for made-up indices (benchmarks/synthetic.py): merge-job's own
+cost at sizes a test node cannot hold quickly, results in `planning-synthetic.json`.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from benchmarks import cluster, common, data
+from benchmarks import cluster, common, data, synthetic
 from tests.support.recording_proxy import recording_proxy
 
 
@@ -43,6 +46,7 @@ def plan_once(url: str) -> dict[str, Any]:
     return {
         "requests": requests_sent,
         "wall_s": run.wall_s,
+        "cpu_s": run.cpu_s,
         # From the `config` event (settings parsed, logging up) to the summary: the
         # planning itself, without the interpreter's start-up and imports.
         "plan_s": common.event_time(summary) - common.event_time(config),
@@ -68,6 +72,28 @@ def measure(url: str, sizes: list[int], repeats: int) -> list[dict[str, Any]]:
                 "requests": max(r["requests"] for r in runs),
                 "plan_wall_s": round(statistics.median(r["wall_s"] for r in runs), 3),
                 "plan_in_process_s": round(statistics.median(r["plan_s"] for r in runs), 3),
+                "plan_cpu_s": round(statistics.median(r["cpu_s"] for r in runs), 3),
+                "peak_rss_mb": round(max(r["max_rss_mb"] for r in runs), 1),
+            }
+        )
+    return rows
+
+
+def measure_synthetic(sizes: list[int], repeats: int) -> list[dict[str, Any]]:
+    """The same measures against a loopback stub answering for synthetic indices."""
+    rows: list[dict[str, Any]] = []
+    for size in sorted(sizes):
+        with synthetic.synthetic_cluster(size) as url:
+            runs = [plan_once(url) for _ in range(repeats)]
+        rows.append(
+            {
+                "indices": size,
+                "cluster": "synthetic stub",
+                "planned_merges": runs[0]["planned_merges"],
+                "requests": max(r["requests"] for r in runs),
+                "plan_wall_s": round(statistics.median(r["wall_s"] for r in runs), 3),
+                "plan_in_process_s": round(statistics.median(r["plan_s"] for r in runs), 3),
+                "plan_cpu_s": round(statistics.median(r["cpu_s"] for r in runs), 3),
                 "peak_rss_mb": round(max(r["max_rss_mb"] for r in runs), 1),
             }
         )
@@ -82,6 +108,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--repeats", type=int, default=3, help="plan runs per size (median)")
     parser.add_argument("--keep", action="store_true", help="with --url: keep the indices")
     parser.add_argument(
+        "--synthetic",
+        default="",
+        help="index counts to plan against a loopback stub instead of a node "
+        "(merge-job's own cost; e.g. 3000,10000)",
+    )
+    parser.add_argument(
         "--heap",
         default="2g",
         help="heap of the node it starts: 3,000 shards trip a 1g node's circuit breaker "
@@ -89,15 +121,19 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    with cluster.node_or_url(args.url, args.image, heap=args.heap) as url:
-        try:
-            rows = measure(url, sizes, args.repeats)
-        finally:
-            if args.url and not args.keep:  # a node we started goes with its container
-                data.delete_indices(url)
+    synthetic_sizes = [int(s) for s in args.synthetic.split(",") if s.strip()]
+    if synthetic_sizes:
+        rows = measure_synthetic(synthetic_sizes, args.repeats)
+    else:
+        with cluster.node_or_url(args.url, args.image, heap=args.heap) as url:
+            try:
+                rows = measure(url, sizes, args.repeats)
+            finally:
+                if args.url and not args.keep:  # a node we started goes with its container
+                    data.delete_indices(url)
     common.print_table("Planning at scale (merge-job plan, median of runs)", rows)
     path = common.write_results(
-        "planning",
+        "planning-synthetic" if synthetic_sizes else "planning",
         rows,
         {
             "settings": job_settings(),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import urllib.parse
 import warnings
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import opensearchpy
@@ -285,6 +285,20 @@ class ClusterClient:
             # Filtered stats omit an index whose shards have no started copy.
             return ()
         return copies
+
+    def copies_of(self, indices: Sequence[str]) -> dict[str, tuple[ShardCopy, ...]]:
+        """Per-copy stats of several indices in one GET (`/<a>,<b>/_stats/...`).
+
+        Each name is percent-encoded on its own; index names cannot hold a comma, a
+        wildcard or date math, so the list names exactly these indices. Deleted or closed
+        ones, and ones with no started copy, are left out of the answer (never an error).
+        """
+        path = "/" + ",".join(urllib.parse.quote(i, safe="") for i in indices)
+        body = self.get(
+            path + "/_stats/segments,docs,store",
+            {**INDEX_STATS_PARAMS, "ignore_unavailable": "true"},
+        )
+        return parse_copies(body)
 
     def refresh(self, index: str) -> None:
         """POST /<index>/_refresh (idempotent, so retried like a GET).

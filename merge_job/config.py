@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import math
 import os
 import re
@@ -258,6 +259,7 @@ _DATE_DIRECTIVES = {
 }
 
 
+@functools.lru_cache(maxsize=32)  # planning asks once per index
 def date_format_regex(fmt: str) -> re.Pattern[str]:
     """Compile a strftime format (subset) to a regex that finds the date in a name."""
     out: list[str] = []
@@ -449,7 +451,7 @@ OPTIONS: tuple[Option, ...] = (
         "MERGE_CONCURRENCY",
         ("--concurrency",),
         _int_at_least_one,
-        "merges running at once; never two on the same node",
+        "merges outstanding at once; per node at most one running and one queued",
         "integer >= 1",
         default=str(DEFAULT_CONCURRENCY),
     ),

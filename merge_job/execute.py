@@ -1,13 +1,15 @@
-"""Execution: the scheduler that runs the plan's merges, one at a time or one per node.
+"""Execution: the scheduler that runs the plan's merges, one at a time or several.
 
-The scheduler owns capacity only: how many merges run (`MERGE_CONCURRENCY`), which nodes
-are busy (never two merges on one node), the health gate before each new merge, the
-deadline and SIGTERM. Each index's merge is an `IndexMerge` (merge.py) running in its own
-worker thread; what is still running at the end is read from those merge objects.
+The scheduler owns capacity only: how many merges are outstanding (`MERGE_CONCURRENCY`),
+how many on each node (at most one running and one queued: `NODE_QUEUE`), the health gate
+before each new merge, the deadline and SIGTERM. Each index's merge is an `IndexMerge`
+(merge.py) running in its own worker thread; what is still running at the end is read
+from those merge objects.
 
 A failed index never stops the others. On the deadline, SIGTERM, a failed health gate or
 refused credentials no new merge starts; merges already submitted keep running
-server-side and are reported as still running.
+server-side (or wait in a node's queue, which is the same to the cluster) and are
+reported as still running.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import enum
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,11 +30,13 @@ from merge_job.config import Settings
 from merge_job.errors import CredentialsRefusedError, ExitCode
 from merge_job.merge import (
     DEFAULT_PACING,
+    UPCOMING_READ,
     IndexMerge,
     MergeCluster,
     MergeOutcome,
     MergeStopped,
     Pacing,
+    SharedReads,
     Status,
     log_outcome,
 )
@@ -40,6 +45,16 @@ from merge_job.plan import IndexPlan, Plan
 log = structlog.get_logger("merge_job.execute")
 
 _HEALTH_RANK = {"red": 0, "yellow": 1, "green": 2}
+# The gate before a new merge reuses a health answer this young (planning's included):
+# short merges then cost no health request each, and the gate still sees a change within
+# seconds.
+HEALTH_MAX_AGE_S = 5.0
+# Merges outstanding on one node at most: one running and one queued. OpenSearch runs
+# force-merges on a per-node thread pool (one thread up to 2.19) and queues the rest, so
+# a queued merge starts the moment the running one ends, without waiting for the job's
+# round trip; a deeper queue would only hold merges the deadline or SIGTERM then leaves
+# running server-side.
+NODE_QUEUE = 2
 
 
 class SchedulerCluster(MergeCluster, Protocol):
@@ -91,6 +106,38 @@ def health_gate(status: str, required: str) -> bool:
     return False
 
 
+def node_load(merges: Iterable[IndexMerge]) -> Counter[str]:
+    """Per node, how many of these merges have a shard copy there."""
+    return Counter(node for merge in merges for node in set(merge.item.nodes))
+
+
+def next_merge(
+    pending: Sequence[IndexPlan], load: Mapping[str, int], node_queue: int = NODE_QUEUE
+) -> IndexPlan | None:
+    """The next merge to submit, in plan order, or None while every candidate's nodes
+    are full (`node_queue` outstanding).
+
+    First choice: one whose nodes are all idle; then one that gives an idle node work
+    (with replicas a merge spans several nodes, and waiting for all of them to be idle at
+    once leaves the others idle); then one that only queues behind running merges, so
+    that each node starts its next merge the moment the current one ends.
+    """
+    gives_work: IndexPlan | None = None
+    queues: IndexPlan | None = None
+    for item in pending:
+        loads = [load.get(node, 0) for node in item.nodes]
+        if any(n >= node_queue for n in loads):
+            continue
+        idle = sum(1 for n in loads if n == 0)
+        if idle == len(loads):
+            return item
+        if idle and gives_work is None:
+            gives_work = item
+        elif queues is None:
+            queues = item
+    return gives_work or queues
+
+
 @dataclass
 class _Finished:
     """A worker's report: the merge, and its outcome unless it was left running."""
@@ -124,6 +171,9 @@ class Scheduler:
         # Task-based force-merge until an engine refuses the parameter; then every merge
         # started afterwards uses the blocking call.
         self.use_task = plan.async_forcemerge
+        self.reads = SharedReads(cluster, clock)
+        # Planning's answer, dated at the start of the run: it was read after that.
+        self._health = (self.started_at, plan.health)
 
     def request_stop(self, reason: StopReason) -> None:
         if not self.stop.is_set():
@@ -144,22 +194,25 @@ class Scheduler:
         return deadline is not None and self.clock() - self.started_at >= deadline.total_seconds()
 
     def _health_ok(self) -> bool:
-        try:
-            status = self.cluster.health()
-        except opensearchpy.TransportError as err:
-            log.error("health_check_failed", error=str(err)[:300])
-            status = "unknown"
+        """The gate on the latest health answer, read anew once it is HEALTH_MAX_AGE_S old."""
+        read_at, status = self._health
+        if self.clock() - read_at > HEALTH_MAX_AGE_S:
+            asked = self.clock()
+            try:
+                status = self.cluster.health()
+            except opensearchpy.TransportError as err:
+                log.error("health_check_failed", error=str(err)[:300])
+                status = "unknown"
+            self._health = (asked, status)
         return health_gate(status, self.settings.require_health)
 
     def run(self) -> RunResult:
-        """Merge every planned index; never two at once on the same node."""
+        """Merge every planned index, at most NODE_QUEUE outstanding on any node."""
         pending = list(self.plan.merges)
+        self.reads.upcoming = tuple(p.index for p in pending[:UPCOMING_READ])
         running: dict[str, IndexMerge] = {}
         finished: queue.Queue[_Finished] = queue.Queue()
         outcomes: list[MergeOutcome] = []
-
-        def busy_nodes() -> set[str]:
-            return {node for merge in running.values() for node in merge.item.nodes}
 
         while pending or running:
             if self._deadline_passed():
@@ -167,14 +220,14 @@ class Scheduler:
             if self._stopped():
                 break
             while pending and len(running) < self.settings.concurrency:
-                busy = busy_nodes()
-                candidate = next((p for p in pending if not busy.intersection(p.nodes)), None)
+                candidate = next_merge(pending, node_load(running.values()))
                 if candidate is None:
                     break
                 if not self._health_ok():
                     self.request_stop(StopReason.HEALTH)
                     break
                 pending.remove(candidate)
+                self.reads.upcoming = tuple(p.index for p in pending[:UPCOMING_READ])
                 running[candidate.index] = self._start(candidate, finished)
             if self._stopped():
                 break
@@ -214,6 +267,7 @@ class Scheduler:
             stop=self.stop,
             clock=self.clock,
             pacing=self.pacing,
+            reads=self.reads,
         )
         # Daemon threads: on deadline/SIGTERM the process may exit while a blocking
         # force-merge call is still open; the merge itself continues server-side.

@@ -12,12 +12,15 @@ so a newcomer reads the algorithm in `advance()`:
                  └──────────────┘
 
 - CHECK re-reads the index at its turn: deleted, closed, not started or merged meanwhile
-  means a skip, with nothing sent.
+  means a skip, with nothing sent. The answer may come from the previous merge's last
+  read (`SharedReads`: one stats GET carries the next planned indices along), at most
+  CHECK_MAX_AGE_S old; an index that read left out is read alone.
 - SUBMIT posts `_forcemerge`: as a task (`wait_for_completion=false`) to POLL, or as one
   blocking call. A POST cut before its answer says nothing about the merge, so it is
   never resent blindly: WATCH decides from the index.
-- POLL long-polls the task; a task the cluster no longer knows (node restarted, result not
-  stored) goes to TASK_VANISHED, which decides from the index.
+- POLL long-polls the task (the first wait is long: the server answers the moment the
+  merge ends, so a short merge costs one poll); a task the cluster no longer knows (node
+  restarted, result not stored) goes to TASK_VANISHED, which decides from the index.
 - WATCH follows segment counts and the running force-merge tasks. When every copy is
   started, nothing runs and the counts stay above the target for a few checks, the request
   never took effect: it is sent once more (attempt 2), which cannot stack a second merge on
@@ -35,7 +38,7 @@ import contextlib
 import enum
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -50,6 +53,10 @@ from merge_job.snapshot import STARTED, ShardCopy, TaskStatus, shard_failures
 log = structlog.get_logger("merge_job.execute")
 
 POLL_FACTOR = 2.0
+# A stats answer read along with another index's is good for this index's CHECK this long.
+CHECK_MAX_AGE_S = 2.0
+UPCOMING_READ = 8  # planned indices read along with a merge's own stats read
+MAX_READ_PATH = 2000  # characters of index names in one multi-index stats read
 IDLE_CHECKS_BEFORE_GIVING_UP = 3  # the task list may lag a moment behind a submitted merge
 MAX_ATTEMPTS = 2  # the first request, and one resend when it provably never took effect
 
@@ -58,7 +65,10 @@ MAX_ATTEMPTS = 2  # the first request, and one resend when it provably never too
 class Pacing:
     """How often a merge asks the cluster. Tests shrink these to milliseconds."""
 
-    poll_initial_s: float = 0.25
+    poll_initial_s: float = 0.25  # the first look while watching segment counts
+    # The first long poll of a task: the server answers the moment the merge ends, so a
+    # long first wait costs nothing and spares a request per merge shorter than it.
+    long_poll_initial_s: float = 5.0
     poll_max_s: float = 30.0
     # Replicas may report their merged segments a moment after the primary.
     verify_delays_s: tuple[float, ...] = (0.0, 1.0, 3.0, 10.0)
@@ -110,6 +120,7 @@ class MergeCluster(Protocol):
     """The cluster calls a merge makes (`client.ClusterClient`; a fake in unit tests)."""
 
     def index_copies(self, index: str) -> tuple[ShardCopy, ...]: ...
+    def copies_of(self, indices: Sequence[str]) -> dict[str, tuple[ShardCopy, ...]]: ...
     def refresh(self, index: str) -> None: ...
     def forcemerge(
         self, index: str, params: Mapping[str, str], timeout_s: float | None = None
@@ -138,6 +149,57 @@ def _task_parameter_refused(err: opensearchpy.TransportError) -> bool:
     return err.status_code == 400 and "wait_for_completion" in str(err.info or err.error)
 
 
+class SharedReads:
+    """The per-index stats reads of a run's merges, shared so that one GET serves several.
+
+    Every read of one index's stats (CHECK, VERIFY, WATCH) carries the next planned
+    indices along (`upcoming`, kept current by the scheduler) in the same request, so
+    their CHECK needs no request of its own while that answer is younger than
+    CHECK_MAX_AGE_S. An index a newer answer leaves out (deleted, closed, no started copy)
+    loses its entry, so its CHECK reads it alone and says why. A kept answer is used once.
+    """
+
+    def __init__(self, cluster: MergeCluster, clock: Callable[[], float] = time.monotonic) -> None:
+        self.cluster = cluster
+        self.clock = clock
+        self.upcoming: tuple[str, ...] = ()
+        self._answers: dict[str, tuple[float, tuple[ShardCopy, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def _names(self, index: str) -> list[str]:
+        names, length = [index], len(index)
+        for name in self.upcoming:
+            if len(names) > UPCOMING_READ or length + len(name) > MAX_READ_PATH:
+                break
+            if name != index:
+                names.append(name)
+                length += len(name)
+        return names
+
+    def read(self, index: str) -> tuple[ShardCopy, ...]:
+        """The index's copies now. Raises IndexGoneError or IndexClosedError."""
+        names = self._names(index)
+        asked = self.clock()
+        found = self.cluster.copies_of(names)
+        with self._lock:
+            for name in names[1:]:
+                if name in found:
+                    self._answers[name] = (asked, found[name])
+                else:
+                    self._answers.pop(name, None)
+        if index in found:
+            return found[index]
+        return self.cluster.index_copies(index)  # says why it is missing, or ()
+
+    def recent(self, index: str) -> tuple[ShardCopy, ...]:
+        """The index's copies as read at most CHECK_MAX_AGE_S ago, else read now."""
+        with self._lock:
+            kept = self._answers.pop(index, None)
+        if kept is not None and self.clock() - kept[0] <= CHECK_MAX_AGE_S:
+            return kept[1]
+        return self.read(index)
+
+
 class IndexMerge:
     """Merge one index, watch it to the end and verify per-copy segment counts."""
 
@@ -151,8 +213,10 @@ class IndexMerge:
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
         pacing: Pacing = DEFAULT_PACING,
+        reads: SharedReads | None = None,
     ) -> None:
         self.cluster = cluster
+        self.reads = reads or SharedReads(cluster, clock)
         self.settings = settings
         self.item = item
         self.index = item.index
@@ -194,7 +258,9 @@ class IndexMerge:
             self._verify()
 
     def _go(self, step: Step) -> None:
-        if step in (Step.POLL, Step.WATCH):
+        if step is Step.POLL:
+            self._delay = min(self.pacing.long_poll_initial_s, self.pacing.poll_max_s)
+        elif step is Step.WATCH:
             self._delay = self.pacing.poll_initial_s
             self._idle_checks = 0
         self.step = step
@@ -249,7 +315,7 @@ class IndexMerge:
             self.cluster.refresh(self.index)
         except opensearchpy.TransportError as err:
             log.warning("refresh_failed", index=self.index, error=str(err)[:300])
-        return self.cluster.index_copies(self.index)
+        return self.reads.read(self.index)
 
     def _merge_running(self) -> bool:
         for expressions in self.cluster.merge_task_expressions():
@@ -272,7 +338,7 @@ class IndexMerge:
     def _check(self) -> None:
         """At its turn: skip what changed since planning, else record the before-state."""
         try:
-            before = self.cluster.index_copies(self.index)
+            before = self.reads.recent(self.index)
         except IndexGoneError:
             self._finish(Status.SKIPPED, "index deleted", SkipReason.DELETED)
             return

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import nodes, overhead, peers, planning, simulate, startup
+from merge_job.execute import NODE_QUEUE
 from tests.support.node import OpenSearchNode
 
 
@@ -32,12 +33,25 @@ def test_simulate_smoke(tmp_path: Path) -> None:
     assert {row["copies"] for row in rows} == {1, 2}
     # Equal sizes, one copy, spread evenly: every node is kept busy.
     assert rows[0]["3n"].startswith("3.00x")
+    # One replica, equal sizes, three nodes: one queued per node reaches the limit, 1.5x.
+    [replicas] = [
+        r
+        for r in rows
+        if (r["copies"], r["size_skew_sigma"], r["per_node"]) == (2, 0.0, "1 + 1 queued")
+    ]
+    assert replicas["3n"] == "1.50x (100%)"
     results(tmp_path, "simulate")
 
 
-def test_scheduling_model_matches_the_executor_rule() -> None:
-    # Copies on nodes (0,1) and (1,2) share node 1: they never run together.
-    assert simulate.makespan([1.0, 1.0, 1.0], [(0, 1), (1, 2), (2,)], concurrency=3) == 2.0
+def test_scheduling_model_replays_the_executor_rule() -> None:
+    # One replica on three nodes: every pair of indices shares a node. With one merge
+    # outstanding per node they run one after another; with one queued per node every
+    # node merges two copies back to back, the busiest node's total (2.0).
+    pairs = [(0, 1), (1, 2), (0, 2)]
+    assert simulate.makespan([1.0] * 3, pairs, concurrency=3, node_queue=1) == 3.0
+    assert simulate.makespan([1.0] * 3, pairs, concurrency=3, node_queue=2) == 2.0
+    # Concurrency still bounds what is outstanding.
+    assert simulate.makespan([1.0] * 3, pairs, concurrency=1, node_queue=2) == 3.0
 
 
 def test_startup_smoke(tmp_path: Path) -> None:
@@ -95,6 +109,8 @@ def test_peers_smoke(bench_node: OpenSearchNode, tmp_path: Path) -> None:
 def test_nodes_smoke_on_one_node(bench_node: OpenSearchNode, tmp_path: Path) -> None:
     argv = ["--urls", bench_node.direct_url, "--indices", "2", "--segments", "3", "--docs", "50"]
     rows = nodes.main([*argv, "--results-dir", str(tmp_path)])
-    assert [row["overlaps_on_a_node"] for row in rows] == [0, 0]
+    sequential, parallel = (row["most_outstanding_on_a_node"] for row in rows)
+    assert sequential == 1
+    assert 1 <= parallel <= NODE_QUEUE  # one running and at most one queued
     assert all(row["merged"] == 2 for row in rows)
     results(tmp_path, "nodes")

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import opensearchpy
@@ -16,8 +17,15 @@ import pytest
 from merge_job.client import ClusterClient, IndexGoneError, RetryableStatusError
 from merge_job.config import Settings
 from merge_job.errors import CredentialsRefusedError, ExitCode
-from merge_job.execute import RunResult, Scheduler, StopReason
-from merge_job.merge import IndexMerge, MergeStopped, Pacing, Status, Step
+from merge_job.execute import (
+    HEALTH_MAX_AGE_S,
+    NODE_QUEUE,
+    RunResult,
+    Scheduler,
+    StopReason,
+    next_merge,
+)
+from merge_job.merge import UPCOMING_READ, IndexMerge, MergeStopped, Pacing, Status, Step
 from merge_job.plan import Decision, IndexPlan, Plan
 from merge_job.snapshot import PLANNING_REQUESTS, ShardCopy, TaskStatus
 from tests.support.fake_opensearch import FakeOpenSearch, FakeTransport
@@ -48,6 +56,7 @@ class FakeCluster:
         self.max_active_per_node: dict[str, int] = {}
         self.lock = threading.Lock()
         self.refreshed: list[str] = []
+        self.reads: list[tuple[str, ...]] = []  # the indices of every stats read
 
     def health(self) -> str:
         return self.health_status
@@ -56,9 +65,18 @@ class FakeCluster:
         self.refreshed.append(index)
 
     def index_copies(self, index: str) -> tuple[ShardCopy, ...]:
+        self.reads.append((index,))
         if index in self.gone:
             raise IndexGoneError(index)
         return copies(self.segments[index], self.nodes.get(index, ("n1",)))
+
+    def copies_of(self, indices: Sequence[str]) -> dict[str, tuple[ShardCopy, ...]]:
+        self.reads.append(tuple(indices))
+        return {
+            i: copies(self.segments[i], self.nodes.get(i, ("n1",)))
+            for i in indices
+            if i not in self.gone
+        }
 
     def forcemerge(
         self, index: str, params: Mapping[str, str], timeout_s: float | None = None
@@ -337,15 +355,15 @@ def test_cut_connection_falls_back_to_watching_segments() -> None:
     cluster.post_error["a"] = opensearchpy.ConnectionTimeout("TIMEOUT", "read timed out", None)
     cluster.running_expressions = [("a",)]
     calls = {"n": 0}
-    original = cluster.index_copies
+    original = cluster.copies_of
 
-    def index_copies(index: str) -> tuple[ShardCopy, ...]:
+    def copies_of(indices: Sequence[str]) -> dict[str, tuple[ShardCopy, ...]]:
         calls["n"] += 1
         if calls["n"] == 3:  # the merge finishes server-side while we watch
-            cluster.segments[index] = 1
-        return original(index)
+            cluster.segments[indices[0]] = 1
+        return original(indices)
 
-    cluster.index_copies = index_copies  # type: ignore[method-assign]
+    cluster.copies_of = copies_of  # type: ignore[method-assign]
     result, _ = execute(cluster, plan_of("a", task=False))
     assert statuses(result) == {"a": Status.MERGED}
     assert len(cluster.posts) == 1  # never re-sent blindly
@@ -438,53 +456,193 @@ def test_health_gate_mid_run_stops_new_merges_with_exit_3() -> None:
     cluster.segments = {"a": 5, "b": 5}
     original = cluster.forcemerge
 
+    later = {"s": 0.0}
+
     def post(index: str, params: Mapping[str, str], timeout_s: float | None = None) -> Any:
-        cluster.health_status = "red"  # the cluster turns red during the first merge
+        cluster.health_status = "red"  # the cluster turns red during the first merge,
+        later["s"] += HEALTH_MAX_AGE_S + 1  # which outlasts the age of a reusable answer
         return original(index, params, timeout_s)
 
     cluster.forcemerge = post  # type: ignore[method-assign]
-    result, _ = execute(cluster, plan_of("a", "b"))
+    scheduler = Scheduler(
+        cluster,
+        Settings(endpoint="http://127.0.0.1:9200"),
+        plan_of("a", "b"),
+        pacing=FAST,
+        clock=lambda: time.monotonic() + later["s"],
+    )
+    result = scheduler.run()
     assert statuses(result) == {"a": Status.MERGED}
     assert result.not_started == ["b"]
     assert result.stop_reason is StopReason.HEALTH
     assert result.exit_code is ExitCode.UNREACHABLE
 
 
-def test_concurrency_never_runs_two_merges_on_one_node() -> None:
-    nodes = {"a": ("n1", "n2"), "b": ("n2",), "c": ("n3",), "d": ("n1",)}
-    cluster = FakeCluster(nodes)
-    cluster.segments = dict.fromkeys(nodes, 5)
-    busy: dict[str, int] = {}
-    overlaps: list[str] = []
-    started: list[str] = []
+def test_a_health_answer_younger_than_the_max_age_is_reused() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5, "b": 5, "c": 5}
+    calls: list[str] = []
+    original = cluster.health
+
+    def health() -> str:
+        calls.append("health")
+        return original()
+
+    cluster.health = health  # type: ignore[method-assign]
+    result, _ = execute(cluster, plan_of("a", "b", "c"))
+    assert set(statuses(result).values()) == {Status.MERGED}
+    assert calls == []  # planning's answer, seconds old, gates all three
+    later = {"s": 0.0}
+    scheduler = Scheduler(
+        cluster,
+        Settings(endpoint="http://127.0.0.1:9200"),
+        plan_of("a", "b"),
+        pacing=FAST,
+        clock=lambda: time.monotonic() + later["s"],
+    )
+    later["s"] = HEALTH_MAX_AGE_S + 1
+    cluster.segments = {"a": 5, "b": 5}
+    scheduler.run()
+    assert calls == ["health"]  # read anew once, then young again for the second start
+
+
+def test_a_merge_reads_the_next_planned_indices_along_and_their_check_sends_nothing() -> None:
+    cluster = FakeCluster()
+    names = [f"i{n}" for n in range(12)]
+    cluster.segments = dict.fromkeys(names, 5)
+    result, _ = execute(cluster, plan_of(*names))
+    assert set(statuses(result).values()) == {Status.MERGED}
+    # The first CHECK reads i0 with the next planned ones; from then on each VERIFY read
+    # carries the next ones along, so a merge costs POST, task poll, refresh, stats read.
+    assert cluster.reads[0][:2] == ("i0", "i1")
+    assert len(cluster.reads) == 1 + len(names)
+    assert all(len(r) <= 1 + UPCOMING_READ for r in cluster.reads)
+    assert len(cluster.posts) == len(cluster.refreshed) == len(names)
+
+
+def test_an_index_a_newer_read_leaves_out_is_checked_alone_and_skipped() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5, "b": 5, "c": 5}
     original = cluster.forcemerge
-    release = threading.Event()
 
     def post(index: str, params: Mapping[str, str], timeout_s: float | None = None) -> Any:
-        with cluster.lock:
-            started.append(index)
-            for node in nodes[index]:
-                busy[node] = busy.get(node, 0) + 1
-                if busy[node] > 1:
-                    overlaps.append(node)
+        if index == "a":
+            cluster.gone.add("b")  # deleted after the first read carried it along
         return original(index, params, timeout_s)
 
-    def task(task_id: str, wait_s: float = 0.0) -> TaskStatus | None:
-        index = cluster.posts[int(task_id.split(":")[1]) - 1][0]
-        if len(started) < 2 and not release.is_set():
-            return TaskStatus(False, None)
-        release.set()
-        with cluster.lock:
-            for node in nodes[index]:
-                busy[node] -= 1
+    cluster.forcemerge = post  # type: ignore[method-assign]
+    result, _ = execute(cluster, plan_of("a", "b", "c"))
+    assert statuses(result) == {"a": Status.MERGED, "b": Status.SKIPPED, "c": Status.MERGED}
+    assert [p[0] for p in cluster.posts] == ["a", "c"]
+    assert ("b",) in cluster.reads  # its own read, which says why it is missing
+
+
+class QueueingCluster(FakeCluster):
+    """Counts, per node, the merges outstanding (POST sent, task not yet done); each task
+    completes only when the test releases its index."""
+
+    def __init__(self, nodes: Mapping[str, tuple[str, ...]]) -> None:
+        super().__init__(nodes)
+        self.segments = dict.fromkeys(nodes, 5)
+        self.outstanding: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self.started: list[str] = []
+        self.released: set[str] = set()
+        self.done: set[str] = set()
+
+    def forcemerge(
+        self, index: str, params: Mapping[str, str], timeout_s: float | None = None
+    ) -> Any:
+        with self.lock:
+            self.started.append(index)
+            for node in self.nodes[index]:
+                self.outstanding[node] = self.outstanding.get(node, 0) + 1
+                self.peak[node] = max(self.peak.get(node, 0), self.outstanding[node])
+            return super().forcemerge(index, params, timeout_s)  # task ids by POST order
+
+    def task(self, task_id: str, wait_s: float = 0.0) -> TaskStatus | None:
+        index = self.posts[int(task_id.split(":")[1]) - 1][0]
+        with self.lock:
+            if index not in self.released:
+                return TaskStatus(False, None)
+            if index not in self.done:
+                self.done.add(index)
+                for node in self.nodes[index]:
+                    self.outstanding[node] -= 1
         return TaskStatus(True, None)
 
-    cluster.forcemerge = post  # type: ignore[method-assign]
-    cluster.task = task  # type: ignore[method-assign]
-    result, _ = execute(cluster, plan_of(*nodes, nodes=nodes), concurrency=3)
-    assert overlaps == []
+    def release_when_started(self, count: int) -> threading.Thread:
+        """Once `count` merges are outstanding, finish them one by one, in start order."""
+
+        def run() -> None:
+            for _ in range(2000):
+                with self.lock:
+                    if len(self.started) >= count or len(self.started) == len(self.nodes):
+                        break
+                time.sleep(0.002)
+            for _ in range(20000):
+                with self.lock:
+                    waiting = [i for i in self.started if i not in self.released]
+                    if waiting:
+                        self.released.add(waiting[0])
+                    elif len(self.done) == len(self.nodes):
+                        return
+                time.sleep(0.002)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+
+def test_next_merge_prefers_idle_nodes_then_giving_an_idle_node_work_then_queueing() -> None:
+    def item(name: str, *nodes: str) -> IndexPlan:
+        return IndexPlan(name, Decision.MERGE, None, "", 5, 1000, 90000.0, nodes)
+
+    a, b, c = item("a", "n1", "n2"), item("b", "n2", "n3"), item("c", "n1")
+    assert next_merge([a, b, c], {}) is a
+    assert next_merge([b, c], {"n1": 1, "n2": 1}) is b  # n3 idle: b gives it work
+    assert next_merge([c, b], {"n1": 1, "n2": 1, "n3": 1}) is c  # only queues: first fit
+    assert next_merge([b, c], {"n1": 2, "n2": 1, "n3": 1}) is b  # n1 is full
+    assert next_merge([c], {"n1": NODE_QUEUE}) is None
+
+
+def test_replicas_on_three_nodes_keep_every_node_busy_within_the_node_queue() -> None:
+    # Every index on two of three nodes: "one merge per node" allowed one merge at a time.
+    pairs = [("n1", "n2"), ("n2", "n3"), ("n1", "n3")]
+    nodes = {f"i{k}": pairs[k % 3] for k in range(9)}
+    cluster = QueueingCluster(nodes)
+    releaser = cluster.release_when_started(3)
+    result, _ = execute(cluster, plan_of(*nodes, nodes=nodes), concurrency=9)
+    releaser.join(timeout=30)
     assert set(statuses(result).values()) == {Status.MERGED}
-    assert started[:2] == ["a", "c"]  # b and d wait for a's nodes; c runs alongside
+    assert max(cluster.peak.values()) == NODE_QUEUE  # never more, and reached
+    assert set(cluster.started[:3]) == {"i0", "i1", "i2"}  # three at once on three nodes
+
+
+def test_concurrency_bounds_outstanding_merges_and_one_copy_per_node_spreads_out() -> None:
+    nodes = {"a": ("n1",), "b": ("n1",), "c": ("n2",), "d": ("n3",), "e": ("n1",)}
+    cluster = QueueingCluster(nodes)
+    releaser = cluster.release_when_started(3)
+    result, _ = execute(cluster, plan_of(*nodes, nodes=nodes), concurrency=3)
+    releaser.join(timeout=30)
+    assert set(statuses(result).values()) == {Status.MERGED}
+    assert set(cluster.started[:3]) == {"a", "c", "d"}  # idle nodes first; b would only queue
+    assert max(cluster.peak.values()) <= NODE_QUEUE
+
+
+def test_sigterm_reports_merges_queued_on_a_node_as_still_running() -> None:
+    nodes = {"a": ("n1",), "b": ("n1",), "c": ("n1",)}
+    cluster = QueueingCluster(nodes)  # nothing is ever released: a runs, b waits behind it
+    stop = threading.Event()
+    settings = Settings(endpoint="http://127.0.0.1:9200", concurrency=3)
+    scheduler = Scheduler(cluster, settings, plan_of(*nodes, nodes=nodes), stop=stop, pacing=FAST)
+    timer = threading.Timer(0.2, stop.set)
+    timer.start()
+    result = scheduler.run()
+    timer.join()
+    assert result.still_running == {"a": "node:1", "b": "node:2"}
+    assert result.not_started == ["c"]  # n1 full: one running, one queued
+    assert result.exit_code is ExitCode.INTERRUPTED
 
 
 # -- the client adapter's retry policy ---------------------------------------------------

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from merge_job.execute import HEALTH_MAX_AGE_S
 from tests.support.audit import check_active
 from tests.support.factories import large_index, plain_index, segment_counts
 from tests.support.job import JobResult, RunningJob, run_job, start_job
@@ -349,6 +350,8 @@ def test_health_red_at_start_or_mid_run_starts_no_new_merge(cluster: OpenSearchN
 
     with recording_proxy(cluster.url) as proxy:
         on_first(proxy, "POST", f"/{first}/_forcemerge", lambda: _make_red(cluster, "red-later"))
+        # The first merge outlasts the age of a health answer the gate may reuse.
+        proxy.add_fault("POST", rf"^/{first}/_forcemerge$", "delay", delay_s=HEALTH_MAX_AGE_S + 1)
         mid_run = run_job(proxy.url, "run", extra_env=SELECT)
     assert mid_run.exit_code == 3, mid_run.stderr
     assert mid_run.summary["reason"] == "health_gate"
