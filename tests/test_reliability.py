@@ -444,7 +444,7 @@ def test_a_long_merge_is_watched_to_the_end_with_only_the_designed_requests(
         assert finished["status"] == "merged", finished
         if finished["duration_s"] >= LONG_MERGE_S:
             break
-        docs *= 3
+        docs *= 4  # OpenSearch 3.x (Lucene 10) merged 54,000 such documents in 2.2 s here
     else:
         pytest.fail(f"no merge lasted {LONG_MERGE_S}s, the last {finished['duration_s']}s")
 
