@@ -95,12 +95,20 @@ def daily_indices(
 def large_index(client: Any, name: str, docs: int, segments: int = 12) -> str:
     """One single-shard index of `docs` documents of varied text in `segments` segments.
 
-    Many distinct terms make merging the postings real work, so its force-merge takes
-    seconds where the small factories' indices merge at once.
+    Many distinct terms make merging the postings real work, and the index is sorted by a
+    random value (`index.sort.field`), so a merge must re-sort every document instead of
+    copying stored fields in bulk: its force-merge takes seconds where the small factories'
+    indices merge at once, even on engines with fast merges (OpenSearch 3.x).
     """
     vocabulary = [f"term{n}" for n in range(5000)]
     words = random.Random(name)  # noqa: S311 - test data: same name, same documents
-    client.indices.create(index=name, body={"settings": index_settings(1)})
+    client.indices.create(
+        index=name,
+        body={
+            "settings": index_settings(1, **{"index.sort.field": "value"}),
+            "mappings": {"properties": {"value": {"type": "double"}}},
+        },
+    )
     per_batch = max(1, docs // segments)
     for _ in range(segments):
         body: list[dict[str, Any]] = []
