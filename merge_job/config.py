@@ -56,7 +56,8 @@ exit codes:
   0  done, or nothing to do
   1  one or more merges failed (the others were still attempted)
   2  bad configuration (no request was sent)
-  3  cannot reach or authenticate to the cluster, or the health gate failed
+  3  cannot reach or authenticate to the cluster, unsupported engine or version,
+     or the health gate failed
   4  deadline reached or SIGTERM received with work left
 
 Every flag falls back to the environment variable named in its help, then to its default.
