@@ -7,24 +7,12 @@ MERGE_JOB_REQUIRE_DOCKER=1 (CI), where that is a failure.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
-# Testcontainers reads its configuration at import time, so these defaults go first.
-# Ryuk (the reaper container) cannot be pulled without a registry; containers are removed
-# by the fixtures instead (on teardown, and stale ones from a killed run at session start:
-# tests/support/containers.py).
-os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
-# Inside a container-like machine testcontainers would dial the bridge gateway; tests
-# only ever talk to loopback, so ports are mapped and reached on 127.0.0.1.
-os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
-os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
-# How long a node may take to turn green (tries, one a second). OpenSearch 3.x starts in
-# ~30 s on an idle 2-core machine, but minutes when the machine is busy; 120 s is too tight.
-os.environ.setdefault("TC_MAX_TRIES", "600")
-
+# Testcontainers' configuration defaults are set by tests/support/__init__.py, which every
+# support module (and so this file) imports before testcontainers.
 from tests.support.containers import remove_stale_containers, require_docker
 from tests.support.node import (
     OpenSearchNode,

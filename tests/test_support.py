@@ -9,6 +9,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,27 @@ def test_the_readme_names_exactly_the_tested_versions() -> None:
     section = section[: section.index("\n## ", 1)]
     tested = re.findall(r"^\| [^|]+ \| ([\d.]+) \|", section, flags=re.MULTILINE)
     assert sorted(tested) == sorted(v.version for v in pinned_versions())
+
+
+def test_support_sets_testcontainers_defaults_without_pytest() -> None:
+    """The demo and the benchmarks import tests.support without conftest: testcontainers
+    must still be told not to pull Ryuk and to reach containers over loopback."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TESTCONTAINERS_") and k != "TC_MAX_TRIES"
+    }
+    code = (
+        "import os, tests.support.node, testcontainers.core.config as c; "
+        "print(os.environ['TESTCONTAINERS_RYUK_DISABLED'], c.testcontainers_config.ryuk_disabled)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["true", "True"]
