@@ -117,7 +117,8 @@ def test_a_run_on_a_terminal_shows_the_plan_live_progress_and_a_summary(
     screen = run.screen
     # Before merging: the plan table, as `merge-job plan` prints it.
     # Skipped: the young index, and `.tasks` once an earlier test ran a task-based merge.
-    assert re.search(r"^OpenSearch [\d.]+, health \w+: 3 to merge, \d skipped$", screen, re.M)
+    header = r"^(OpenSearch|Elasticsearch) [\d.]+, health \w+: 3 to merge, \d skipped$"
+    assert re.search(header, screen, re.M)
     assert re.search(
         r"^index\s+decision\s+reason\s+max seg/copy\s+size\s+age\s+detail$", screen, re.M
     )
