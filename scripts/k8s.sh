@@ -26,6 +26,8 @@
 #   MERGE_JOB_K8S_BRIDGE   bridge name (default mjk8s0)
 #   MERGE_JOB_K8S_SUBNET   first three octets of the node's /24 (default 10.213.0); the
 #                          services' virtual range is the next /24 (not routed: no kube-proxy)
+# A second cluster on the same machine needs its own state, logs, bridge and a subnet two
+# /24s away (e.g. MERGE_JOB_K8S_SUBNET=10.213.2); everything else is named after those.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,10 +38,12 @@ subnet=${MERGE_JOB_K8S_SUBNET:-10.213.0}
 host_ip="$subnet.1"
 service_range="${subnet%.*}.$((${subnet##*.} + 1)).0/24"
 node_name=merge-job-node
-cni_network=merge-job-k8s
+# Named after the bridge, so two clusters with their own state, bridge and subnet (two
+# checkouts testing at once) never share a CNI network or a cgroup parent.
+cni_network=merge-job-$bridge
 # Pods' cgroups live under this parent in every cgroup v1 hierarchy, so `down` removes
 # exactly what the kubelet made and nothing of another kubelet's.
-cgroup_root=merge-job-k8s
+cgroup_root=merge-job-$bridge
 pause_image=docker.io/merge-job-k8s/pause:1
 netns_dir=/var/run/netns
 

@@ -31,7 +31,7 @@ CACHE = Path(os.environ.get("MERGE_JOB_CACHE", Path.home() / ".cache" / "merge-j
 # scripts/k8s.sh's defaults; the tests read the same variables.
 STATE_DIR = Path(os.environ.get("MERGE_JOB_K8S_STATE", "/tmp/merge-job-k8s"))
 BRIDGE = os.environ.get("MERGE_JOB_K8S_BRIDGE", "mjk8s0")
-CGROUP_ROOT = "merge-job-k8s"
+CGROUP_ROOT = f"merge-job-{BRIDGE}"  # scripts/k8s.sh names it after the bridge
 NETNS_DIR = Path("/var/run/netns")
 
 T = TypeVar("T")
