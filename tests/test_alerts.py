@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -97,33 +98,31 @@ def test_alerts_without_a_pushgateway_are_refused() -> None:
     assert "metrics.prometheusRule.enabled needs metrics.pushgateway.url" in result.stderr
 
 
-def test_alert_rules_pass_promtool_check_and_unit_tests(tmp_path: Path) -> None:
-    promtool = tool("promtool")
-    rule = prometheus_rule()
-    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+def _promtool(tmp_path: Path, groups: list[dict[str, Any]], *args: str) -> tuple[int, str]:
+    """Run promtool on `groups` written as rules.yaml beside the alert unit tests."""
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
     shutil.copy(ALERT_TESTS, tmp_path / ALERT_TESTS.name)
-
-    check = subprocess.run(
-        [promtool, "check", "rules", "rules.yaml"],
+    result = subprocess.run(
+        [tool("promtool"), *args],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 2 rules found" in check.stdout + check.stderr
+    return result.returncode, result.stdout + result.stderr
 
-    tests = subprocess.run(
-        [promtool, "test", "rules", ALERT_TESTS.name],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert "SUCCESS" in tests.stdout + tests.stderr
+
+def test_alert_rules_pass_promtool_check_and_unit_tests(tmp_path: Path) -> None:
+    groups = prometheus_rule()["spec"]["groups"]
+
+    status, output = _promtool(tmp_path, groups, "check", "rules", "rules.yaml")
+    assert status == 0, output
+    assert "SUCCESS: 2 rules found" in output
+
+    status, output = _promtool(tmp_path, groups, "test", "rules", ALERT_TESTS.name)
+    assert status == 0, output
+    assert "SUCCESS" in output
 
 
 @pytest.mark.parametrize(
@@ -135,21 +134,12 @@ def test_alert_rules_pass_promtool_check_and_unit_tests(tmp_path: Path) -> None:
 )
 def test_promtool_fails_a_rule_that_does_not_fire(tmp_path: Path, series: str, alert: str) -> None:
     """The unit tests can fail: a rule reading the wrong metric name does not pass them."""
-    promtool = tool("promtool")
     groups = prometheus_rule()["spec"]["groups"]
     for group in groups:
         for rule in group["rules"]:
             if rule["alert"] == alert:
                 rule["expr"] = rule["expr"].replace(series, series + "_renamed")
-    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
-    shutil.copy(ALERT_TESTS, tmp_path / ALERT_TESTS.name)
-    tests = subprocess.run(
-        [promtool, "test", "rules", ALERT_TESTS.name],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert tests.returncode != 0
-    assert alert in tests.stdout + tests.stderr
+
+    status, output = _promtool(tmp_path, groups, "test", "rules", ALERT_TESTS.name)
+    assert status != 0
+    assert alert in output

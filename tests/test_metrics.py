@@ -8,13 +8,13 @@ tests sharing the Pushgateway never read each other's groups.
 
 from __future__ import annotations
 
-import http.server
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from prometheus_client import generate_latest
@@ -30,6 +30,7 @@ from tests.support.factories import daily_indices
 from tests.support.job import JobResult, run_job
 from tests.support.node import OpenSearchNode
 from tests.support.pushgateway import Pushgateway, free_port, running_pushgateway
+from tests.support.server import LoopbackServer, QuietHandler
 
 # --- what a run reports (no network) ---------------------------------------------------
 
@@ -243,35 +244,31 @@ def test_a_dry_run_pushes_its_plan_into_a_group_of_its_own(
     assert pushgateway.samples(job="merge-job", cluster=label, mode="run") == []
 
 
-@contextmanager
-def _http_server(status: int | None) -> Iterator[str]:
-    """A loopback HTTP server answering every request with `status`, or never (None)."""
-    release = threading.Event()
+class _BrokenPushgateway(LoopbackServer):
+    """Answers every request with `status`, or never (None) until it stops."""
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            if status is None:
-                release.wait(30)
-                return
-            self.send_response(status)
-            self.end_headers()
+    def __init__(self, status: int | None) -> None:
+        self.status = status
+        self.release = threading.Event()
+        super().__init__()
 
-        do_POST = do_PUT = do_GET = _answer
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        gateway = self
 
-        def log_message(self, format: str, *args: object) -> None:
-            pass
+        class Handler(QuietHandler):
+            def _answer(self) -> None:
+                if gateway.status is None:
+                    gateway.release.wait(30)
+                    return
+                self.reply(gateway.status, b"")
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+            do_POST = do_PUT = do_GET = _answer
+
+        return Handler
+
+    def stop(self) -> None:
+        self.release.set()
+        super().stop()
 
 
 @pytest.mark.integration
@@ -286,7 +283,12 @@ def test_a_failed_push_is_a_warning_and_changes_nothing_else(
     def down() -> Iterator[str]:
         yield f"http://127.0.0.1:{free_port()}"
 
-    target = {"down": down(), "5xx": _http_server(503), "hangs": _http_server(None)}[gateway]
+    @contextmanager
+    def _serving(status: int | None) -> Iterator[str]:
+        with _BrokenPushgateway(status) as server:
+            yield server.url
+
+    target = {"down": down(), "5xx": _serving(503), "hangs": _serving(None)}[gateway]
     with target as url:
         run = _run(cluster, url, "unused", "run", MERGE_REQUEST_TIMEOUT="1s")
 
