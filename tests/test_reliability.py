@@ -303,6 +303,14 @@ def test_index_deleted_closed_or_failing_mid_run_never_stops_the_others(
     def delete_and_close() -> None:
         cluster.client.indices.delete(index=deleted)
         cluster.client.indices.close(index=closed)
+        # A closed index's shards are re-initialised: cluster health is red until they are
+        # assigned again, and the job's health gate rightly starts nothing new meanwhile.
+        # On a loaded machine that window outlasts the first merge; this test is about the
+        # others going on, so the close finishes before the first merge is answered.
+        cluster.client.cluster.health(
+            index=closed,
+            params={"wait_for_status": "yellow", "expand_wildcards": "all", "timeout": "60s"},
+        )
 
     with recording_proxy(cluster.url) as proxy:
         on_first(proxy, "POST", f"/{first}/_forcemerge", delete_and_close)
