@@ -14,12 +14,22 @@ import pytest
 # Testcontainers' configuration defaults are set by tests/support/__init__.py, which every
 # support module (and so this file) imports before testcontainers.
 from tests.support.containers import remove_stale_containers, require_docker
+
+# The end-to-end cluster and the app image, one per session for every k8s module.
+from tests.support.k8s import app_image, k8s  # noqa: F401
 from tests.support.node import (
     OpenSearchNode,
     opensearch_images,
     probe_capabilities,
     start_opensearch,
 )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The cluster's tear-down test checks that `down` leaves nothing behind: it runs after
+    every other test, so that end-to-end modules in any file find the cluster up."""
+    last = [item for item in items if item.name == "test_down_leaves_nothing_behind"]
+    items[:] = [item for item in items if item not in last] + last
 
 
 @pytest.fixture(scope="session")
