@@ -26,10 +26,14 @@ from tests.support.node import (
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The cluster's tear-down test checks that `down` leaves nothing behind: it runs after
-    every other test, so that end-to-end modules in any file find the cluster up."""
-    last = [item for item in items if item.name == "test_down_leaves_nothing_behind"]
-    items[:] = [item for item in items if item not in last] + last
+    """The cluster's tear-down test checks that `down` leaves nothing behind: it runs right
+    after the last other end-to-end test, so that k8s modules in any file find the cluster
+    up, and the tests after them run without it."""
+    down = [item for item in items if item.name == "test_down_leaves_nothing_behind"]
+    rest = [item for item in items if item not in down]
+    k8s_positions = [i for i, item in enumerate(rest) if item.get_closest_marker("k8s")]
+    after = k8s_positions[-1] + 1 if k8s_positions else len(rest)
+    items[:] = rest[:after] + down + rest[after:]
 
 
 @pytest.fixture(scope="session")

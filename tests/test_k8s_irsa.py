@@ -166,11 +166,9 @@ def irsa(k8s: Kube, opensearch: OpenSearchNode, app_image: str) -> Iterator[Irsa
     proxy = SigV4Proxy(
         opensearch.url, sts.lookup, region=region, authorize=authorizer, host=k8s.host_ip
     ).start()
-    opensearch.audit.reset()
     setup = Irsa(k8s, opensearch, sts, proxy, authorizer, app_image.rsplit(":", 1)[1], region)
     try:
         yield setup
-        opensearch.audit.check()
     finally:
         for namespace in (NAMESPACE, OTHER_NAMESPACE):
             setup.kube.helmfile(
@@ -188,9 +186,13 @@ def irsa(k8s: Kube, opensearch: OpenSearchNode, app_image: str) -> Iterator[Irsa
 
 
 @pytest.fixture(autouse=True)
-def no_indices_from_earlier_tests(irsa: Irsa) -> None:
-    """An index an earlier scenario left unmerged would be merged (or refused) first."""
+def audited_node(irsa: Irsa) -> Iterator[None]:
+    """The node without earlier scenarios' indices (one left unmerged would be merged, or
+    refused, first); the merge invariants checked for what each scenario's run did."""
     wipe(irsa.node.client)
+    irsa.node.audit.reset()
+    yield
+    irsa.node.audit.check()
 
 
 def unmerged_index(irsa: Irsa, name: str) -> str:
