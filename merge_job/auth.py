@@ -54,7 +54,7 @@ def sigv4_auth(region: str, session: Any = None) -> requests.auth.AuthBase:
     try:
         credentials = session.get_credentials()
         if credentials is None:
-            raise CredentialsError(f"no AWS credentials found: {hint}")
+            raise CredentialsError(no_credentials_message(hint))
         # Resolve once now so a misconfigured role fails here with a clear message,
         # not as a 403 from the cluster.
         credentials.get_frozen_credentials()
@@ -67,6 +67,29 @@ def sigv4_auth(region: str, session: Any = None) -> requests.auth.AuthBase:
         # expired." STS issued credentials that this machine's clock already sees as old.
         raise CredentialsError(expired_credentials_message(err)) from None
     return _locked_aws4auth(credentials, region)
+
+
+WEB_IDENTITY_VARIABLES = ("AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE")
+NO_WEB_IDENTITY_HINT = (
+    "for IRSA, check that the pod's service account has the annotation "
+    "eks.amazonaws.com/role-arn and that the EKS pod identity webhook mutates its pods "
+    "(kubectl get pod -o yaml shows both variables and an aws-iam-token volume); on a "
+    "cluster without that webhook, set the chart value serviceAccount.injectWebIdentity=true. "
+    "Otherwise check EKS Pod Identity, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an "
+    "instance profile"
+)
+
+
+def no_credentials_message(hint: str) -> str:
+    """boto3's chain found nothing: say first whether IRSA's variables were there."""
+    # boto3 reads the same variables; they are only looked at here to say what is missing.
+    missing = [name for name in WEB_IDENTITY_VARIABLES if not os.environ.get(name)]
+    if missing:
+        return (
+            f"no AWS credentials found: no web-identity credentials in this pod "
+            f"({' and '.join(missing)} not set); {NO_WEB_IDENTITY_HINT}"
+        )
+    return f"no AWS credentials found: {hint}"
 
 
 def expired_credentials_message(err: Exception) -> str:

@@ -14,12 +14,26 @@ import pytest
 # Testcontainers' configuration defaults are set by tests/support/__init__.py, which every
 # support module (and so this file) imports before testcontainers.
 from tests.support.containers import remove_stale_containers, require_docker
+
+# The end-to-end cluster and the app image, one per session for every k8s module.
+from tests.support.k8s import app_image, k8s  # noqa: F401
 from tests.support.node import (
     OpenSearchNode,
     opensearch_images,
     probe_capabilities,
     start_opensearch,
 )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The cluster's tear-down test checks that `down` leaves nothing behind: it runs right
+    after the last other end-to-end test, so that k8s modules in any file find the cluster
+    up, and the tests after them run without it."""
+    down = [item for item in items if item.name == "test_down_leaves_nothing_behind"]
+    rest = [item for item in items if item not in down]
+    k8s_positions = [i for i, item in enumerate(rest) if item.get_closest_marker("k8s")]
+    after = k8s_positions[-1] + 1 if k8s_positions else len(rest)
+    items[:] = rest[:after] + down + rest[after:]
 
 
 @pytest.fixture(scope="session")

@@ -126,7 +126,9 @@ def test_refreshable_credentials_are_read_for_every_request() -> None:
     )
 
 
-def test_missing_credentials_exit_3_with_a_hint() -> None:
+def test_missing_credentials_exit_3_with_a_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ROLE_ARN", "arn:aws:iam::111122223333:role/merge-job")
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/token")
     with pytest.raises(CredentialsError) as raised:
         sigv4_auth(REGION, session=FakeSession(None))
     assert raised.value.exit_code is ExitCode.UNREACHABLE
@@ -134,6 +136,23 @@ def test_missing_credentials_exit_3_with_a_hint() -> None:
     assert "eks.amazonaws.com/role-arn" in message
     assert "AWS_WEB_IDENTITY_TOKEN_FILE" in message
     assert REGION in message
+
+
+def test_no_web_identity_variables_say_so_and_what_to_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An annotated service account on a cluster without the EKS webhook: the pod has
+    neither variable, which is what the message leads with."""
+    monkeypatch.delenv("AWS_ROLE_ARN", raising=False)
+    monkeypatch.delenv("AWS_WEB_IDENTITY_TOKEN_FILE", raising=False)
+    with pytest.raises(CredentialsError) as raised:
+        sigv4_auth(REGION, session=FakeSession(None))
+    assert raised.value.exit_code is ExitCode.UNREACHABLE
+    message = str(raised.value)
+    assert message.startswith("no AWS credentials found: no web-identity credentials in this pod")
+    assert "(AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE not set)" in message
+    assert "eks.amazonaws.com/role-arn" in message
+    assert "serviceAccount.injectWebIdentity=true" in message
 
 
 def test_unresolvable_credentials_exit_3() -> None:

@@ -39,7 +39,6 @@ from tests.support.k8s import (
     finished,
     line_stream,
     script,
-    skip_or_fail,
     wait_until,
 )
 from tests.support.node import OpenSearchNode
@@ -54,39 +53,6 @@ GRACE_PERIOD_S = 120  # the chart's terminationGracePeriodSeconds
 # How long the e2e proxy holds each of the long run's force-merge requests: the run then
 # outlasts the next minute's schedule (Forbid) and is still going when its pod is deleted.
 SLOW_MERGE_S = 35
-
-
-@pytest.fixture(scope="session")
-def k8s() -> Iterator[Kube]:
-    """scripts/k8s.sh's cluster for the session; `down` when the session ends."""
-    reason = k8s_support.k8s_unavailable_reason()
-    if reason is not None:
-        skip_or_fail(reason)
-    try:
-        # A cold machine builds the binaries first (CI builds them beforehand, in parallel).
-        up = script("up", timeout=3600)
-        if up.returncode != 0:
-            skip_or_fail(f"scripts/k8s.sh up failed:\n{up.stderr[-4000:]}")
-        kubeconfig = up.stdout.strip().splitlines()[-1].removeprefix("KUBECONFIG=")
-        host_ip = script("host-ip").stdout.strip()
-        yield Kube(kubeconfig, host_ip, k8s_support.kubernetes_binaries())
-    finally:
-        script("down", timeout=300)
-
-
-@pytest.fixture(scope="session")
-def app_image() -> str:
-    """The merge-job image of the current sources (scripts/build-image.sh skips a build
-    whose tag exists)."""
-    build = subprocess.run(
-        ["bash", str(k8s_support.REPO / "scripts" / "build-image.sh")],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    assert build.returncode == 0, f"scripts/build-image.sh failed:\n{build.stderr}"
-    return build.stdout.strip().splitlines()[-1]
 
 
 @dataclass

@@ -251,6 +251,9 @@ class SigV4Proxy(LoopbackServer):
     `ssl_context` makes the proxy terminate TLS, as the managed endpoint does.
     `revoke_after(method, path)`: once a forwarded request matches, every later request is
     refused with an explicit deny, as after "revoke active sessions" on the IAM role.
+    `authorize(method, path)` plays the role's identity policy: after the signature is
+    verified it returns None to allow, or the service's message to refuse with 403.
+    `host` is loopback unless pods of the end-to-end cluster must reach the proxy.
     """
 
     def __init__(
@@ -267,7 +270,10 @@ class SigV4Proxy(LoopbackServer):
         ssl_context: ssl.SSLContext | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         revoke_after: Callable[[str, str], bool] | None = None,
+        authorize: Callable[[str, str], str | None] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.authorize = authorize
         self.revoke_after = revoke_after
         self.revoked = False
         self.upstream = urlsplit(upstream) if upstream else None
@@ -280,7 +286,7 @@ class SigV4Proxy(LoopbackServer):
         self.max_credential_age = max_credential_age
         self.clock = clock
         self.requests: list[ProxiedRequest] = []
-        super().__init__(ssl_context)
+        super().__init__(ssl_context, host=host)
 
     # -- what tests read -------------------------------------------------------------
 
@@ -341,6 +347,9 @@ class SigV4Proxy(LoopbackServer):
                         now=proxy.clock(),
                         max_credential_age=proxy.max_credential_age,
                     )
+                    denied = proxy.authorize and proxy.authorize(self.command, split.path)
+                    if denied:
+                        raise SignatureRejected(denied, key="Message")
                 except SignatureRejected as rejection:
                     proxy._record(
                         ProxiedRequest(

@@ -39,12 +39,19 @@ from tests.support.sigv4_proxy import IssuedCredentials
 ACCOUNT_ID = "111122223333"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/merge-job"
 REGION = "eu-central-1"
-STS_ACCESS_DENIED = (
+STS_ERROR = (
     '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
-    "<Type>Sender</Type><Code>AccessDenied</Code>"
-    "<Message>Not authorized to perform sts:AssumeRoleWithWebIdentity</Message>"
+    "<Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>"
     "</Error><RequestId>{request_id}</RequestId></ErrorResponse>"
 )
+NOT_AUTHORIZED = "Not authorized to perform sts:AssumeRoleWithWebIdentity"
+
+
+def sts_error(code: str, message: str) -> bytes:
+    """An STS error body as AWS sends it (botocore raises ClientError with this code)."""
+    from xml.sax.saxutils import escape
+
+    return STS_ERROR.format(code=code, message=escape(message), request_id=uuid.uuid4()).encode()
 
 
 def fake_service_account_token() -> str:
@@ -77,19 +84,22 @@ class StsCall:
 
 @dataclass
 class IrsaSts(LoopbackServer):
-    """moto STS behind a trust-policy front, both on 127.0.0.1 (free ports)."""
+    """moto STS behind a trust-policy front, both on 127.0.0.1 (free ports); the front
+    listens on `host` instead when pods of the end-to-end cluster must reach it."""
 
     trusted_role_arn: str = ROLE_ARN
     web_identity_token: str = field(default_factory=fake_service_account_token)
     duration_seconds: int | None = None  # None: STS's default (3600 s)
     calls: list[StsCall] = field(default_factory=list)
+    host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         from moto.server import ThreadedMotoServer
 
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._issued_at: dict[str, datetime] = {}
-        super().__init__()  # the trust-policy front; `url` is what AWS_ENDPOINT_URL_STS names
+        # The trust-policy front; `url` is what AWS_ENDPOINT_URL_STS names.
+        super().__init__(host=self.host)
 
     @property
     def moto_url(self) -> str:
@@ -142,10 +152,11 @@ class IrsaSts(LoopbackServer):
                 role_arn = params.get("RoleArn")
                 token_matched = params.get("WebIdentityToken") == sts.web_identity_token
                 if action == "AssumeRoleWithWebIdentity":
-                    if role_arn != sts.trusted_role_arn or not token_matched:
-                        body = STS_ACCESS_DENIED.format(request_id=uuid.uuid4()).encode()
-                        sts._call(StsCall(action, role_arn, token_matched, 403))
-                        self.reply(403, body, [("Content-Type", "text/xml")])
+                    refusal = sts.refusal(params)
+                    if refusal is not None:
+                        status, body = refusal
+                        sts._call(StsCall(action, role_arn, token_matched, status))
+                        self.reply(status, body, [("Content-Type", "text/xml")])
                         return
                     if sts.duration_seconds is not None:
                         params["DurationSeconds"] = str(sts.duration_seconds)
@@ -164,6 +175,16 @@ class IrsaSts(LoopbackServer):
                 self.reply(status, body, headers)
 
         return Handler
+
+    def refusal(self, params: dict[str, str]) -> tuple[int, bytes] | None:
+        """STS's answer to an AssumeRoleWithWebIdentity that must fail (status, body), or
+        None to let moto issue credentials: here, the trusted role and the pod's token."""
+        if (
+            params.get("RoleArn") != self.trusted_role_arn
+            or params.get("WebIdentityToken") != self.web_identity_token
+        ):
+            return 403, sts_error("AccessDenied", NOT_AUTHORIZED)
+        return None
 
     def note_issued(self, access_key: str) -> None:
         """Remember when `access_key` was handed out (for the proxy's maximum-age check)."""

@@ -119,3 +119,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- add 86400 (.Values.startingDeadlineSeconds | default 0) (.Values.activeDeadlineSeconds | default 0) }}
 {{- end }}
 {{- end }}
+
+{{/* IRSA without the EKS pod identity webhook: the environment the webhook injects (names and values as github.com/aws/amazon-eks-pod-identity-webhook sets them). AWS_REGION itself comes from config.region in merge-job.env. */}}
+{{- define "merge-job.webIdentityEnv" -}}
+{{- if .Values.serviceAccount.injectWebIdentity }}
+- name: AWS_STS_REGIONAL_ENDPOINTS
+  value: regional
+{{- with .Values.config.region }}
+- name: AWS_DEFAULT_REGION
+  value: {{ . | quote }}
+{{- end }}
+- name: AWS_ROLE_ARN
+  value: {{ required "serviceAccount.injectWebIdentity needs serviceAccount.roleArn: the IAM role the pod assumes, e.g. --set serviceAccount.roleArn=arn:aws:iam::123456789012:role/merge-job" .Values.serviceAccount.roleArn | quote }}
+- name: AWS_WEB_IDENTITY_TOKEN_FILE
+  value: /var/run/secrets/eks.amazonaws.com/serviceaccount/token
+{{- end }}
+{{- end }}
