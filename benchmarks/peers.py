@@ -13,6 +13,10 @@ segments, so every tool should merge every one of them.
    when they exit, so time-to-all-merged is their wall time. Then each tool runs again on
    the merged indices: what a nightly run costs when there is nothing left to do.
 
+Both parts run the tools interleaved, tool after tool, for --repeats rounds, and report
+medians: on a shared machine the load changes within minutes, and a ratio means something
+only when both tools met the same load.
+
 Every tool talks to the node through the recording proxy. Curator runs from its own venv
 (curator-opensearch from PyPI, never a dependency of the project).
 OpenSearch ISM is reported as not measured when its plugin image is absent (see
@@ -21,7 +25,9 @@ scripts/build-bench-images.sh).
 
 from __future__ import annotations
 
+import itertools
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -143,24 +149,42 @@ def merges_sent(recorded: list[RecordedRequest]) -> int:
 TOOLS = ("merge-job", "curator", "curl loop")
 
 
-def planning_rows(url: str, count: int) -> list[dict[str, Any]]:
+def medians(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from repeated trials of a tool: the median of every number, and each
+    trial's wall time (`walls_s`) so the spread shows."""
+    row = dict(trials[0])
+    for key in trials[0]:
+        values = [t[key] for t in trials]
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            row[key] = statistics.median(values)
+        elif any(v is None for v in values):
+            row[key] = None  # e.g. not every trial merged everything
+    row["walls_s"] = [t.get("wall_s", t.get("dry_run_wall_s")) for t in trials]
+    return row
+
+
+def planning_rows(url: str, count: int, repeats: int = 1) -> list[dict[str, Any]]:
+    """Dry runs of every tool, interleaved (tool after tool, `repeats` rounds), medians."""
     names = data.index_names(count, prefix=PREFIX)
     data.make_indices(url, names, segments=2, docs_per_segment=3, prefix=PREFIX)
-    rows: list[dict[str, Any]] = []
+    trials: dict[str, list[dict[str, Any]]] = {tool: [] for tool in TOOLS}
     try:
-        for tool in TOOLS:
-            run, recorded = run_tool(tool, url, dry=True)
-            rows.append(
-                {
-                    "tool": tool,
-                    "indices": count,
-                    "planning_requests": len(recorded),
-                    "dry_run_wall_s": round(run.wall_s, 3),
-                    "peak_rss_mb": round(run.max_rss_mb, 1),
-                }
-            )
+        for _ in range(repeats):
+            for tool in TOOLS:
+                run, recorded = run_tool(tool, url, dry=True)
+                trials[tool].append(
+                    {
+                        "tool": tool,
+                        "indices": count,
+                        "planning_requests": len(recorded),
+                        "dry_run_wall_s": round(run.wall_s, 3),
+                        "dry_run_cpu_s": round(run.cpu_s, 3),
+                        "peak_rss_mb": round(run.max_rss_mb, 1),
+                    }
+                )
     finally:
         data.delete_indices(url, PREFIX)
+    rows = [medians(trials[tool]) for tool in TOOLS]
     base = rows[0]
     for row in rows:
         row["requests_vs_merge_job"] = common.ratio(
@@ -170,10 +194,13 @@ def planning_rows(url: str, count: int) -> list[dict[str, Any]]:
     return rows
 
 
-def run_rows(url: str, count: int, segments: int, docs: int) -> list[dict[str, Any]]:
+def run_rows(
+    url: str, count: int, segments: int, docs: int, repeats: int = 1
+) -> list[dict[str, Any]]:
+    """Real runs of every tool on fresh indices, interleaved (`repeats` rounds), medians."""
     names = data.index_names(count, prefix=PREFIX)
-    rows: list[dict[str, Any]] = []
-    for tool in TOOLS:
+    trials: dict[str, list[dict[str, Any]]] = {tool: [] for tool in TOOLS}
+    for _, tool in itertools.product(range(repeats), TOOLS):
         data.make_indices(url, names, segments=segments, docs_per_segment=docs, prefix=PREFIX)
         try:
             run, recorded = run_tool(tool, url, dry=False)
@@ -181,7 +208,7 @@ def run_rows(url: str, count: int, segments: int, docs: int) -> list[dict[str, A
             again, again_recorded = run_tool(tool, url, dry=False)
         finally:
             data.delete_indices(url, PREFIX)
-        rows.append(
+        trials[tool].append(
             {
                 "tool": tool,
                 "indices": count,
@@ -195,6 +222,9 @@ def run_rows(url: str, count: int, segments: int, docs: int) -> list[dict[str, A
                 "rerun_wall_s": round(again.wall_s, 3),
             }
         )
+    rows = [medians(trials[tool]) for tool in TOOLS]
+    for row in rows:
+        row["not_merged"] = max(t["not_merged"] for t in trials[row["tool"]])
     base = rows[0]
     for row in rows:
         row["requests_vs_merge_job"] = common.ratio(row["requests"], base["requests"])
@@ -221,13 +251,16 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     parser.add_argument("--run-indices", type=int, default=20)
     parser.add_argument("--run-segments", type=int, default=6, help="segments per index")
     parser.add_argument("--run-docs", type=int, default=2000, help="documents per segment")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="rounds, tools interleaved; medians reported"
+    )
     args = parser.parse_args(argv)
     ensure_curator()
     with cluster.node_or_url(args.url, args.image) as url:
         if args.plan_indices > 500:  # the default limit is 1,000 shards per node
             data.raise_shard_limit(url, per_node=max(5000, args.plan_indices + 500))
-        planning = planning_rows(url, args.plan_indices)
-        runs = run_rows(url, args.run_indices, args.run_segments, args.run_docs)
+        planning = planning_rows(url, args.plan_indices, args.repeats)
+        runs = run_rows(url, args.run_indices, args.run_segments, args.run_docs, args.repeats)
     ism = ism_status()
     common.print_table(f"Planning (dry run), {args.plan_indices} indices", planning)
     common.print_table(f"Real run, {args.run_indices} indices, then a second run", runs)
