@@ -331,13 +331,15 @@ class Scheduler:
     def _work(self, merge: IndexMerge, finished: queue.Queue[_Report]) -> None:
         start = self.clock()
         try:
-            released = False
+            released_at: float | None = None
             while merge.step is not Step.DONE:
                 merge.advance()
-                if merge.step is Step.VERIFY and not released:
-                    released = True
+                if merge.step is Step.VERIFY and released_at is None:
+                    released_at = self.clock()
                     finished.put(_Released(merge))
             outcome = merge.outcome
+            if released_at is not None:
+                outcome.verify_s = round(self.clock() - released_at, 3)
         except MergeStopped:
             finished.put(_Finished(merge, None))
             return

@@ -109,6 +109,7 @@ class MergeOutcome:
     segments_after: dict[str, int] = field(default_factory=dict)
     store_bytes: int | None = None
     duration_s: float = 0.0
+    verify_s: float = 0.0  # of duration_s: after the cluster was done, verifying
     deleted_before: int | None = None
     deleted_after: int | None = None
 
@@ -607,4 +608,5 @@ def log_outcome(outcome: MergeOutcome) -> None:
         deleted_before=outcome.deleted_before,
         deleted_after=outcome.deleted_after,
         duration_s=outcome.duration_s,
+        verify_s=outcome.verify_s,
     )
