@@ -8,7 +8,9 @@ segments, so every tool should merge every one of them.
 1. Planning (dry run) on --plan-indices indices: requests each tool sends before it
    would merge anything. merge-job: `plan`; Curator: `--dry-run`; the curl loop: its
    one listing request.
-2. Real run on --run-indices indices, made afresh for each tool: requests, wall time,
+2. Real run on --run-indices indices, made afresh for each tool (merge-job twice: as
+   configured by default, and with MERGE_CONCURRENCY=2, one merge queued behind the
+   running one on the node): requests, wall time,
    and whether (and when) every index was merged. Blocking tools have merged everything
    when they exit, so time-to-all-merged is their wall time. Then each tool runs again on
    the merged indices: what a nightly run costs when there is nothing left to do.
@@ -123,9 +125,12 @@ def curator_files(directory: Path, proxy_url: str) -> tuple[Path, Path]:
 def run_tool(tool: str, url: str, *, dry: bool) -> tuple[common.Measured, list[RecordedRequest]]:
     """One tool through a fresh recording proxy."""
     with recording_proxy(url) as proxy:
-        if tool == "merge-job":
+        if tool in (MERGE_JOB, MERGE_JOB_QUEUED):
             command = "plan" if dry else "run"
-            run = common.merge_job(proxy.url, command, "--output", "json", **job_settings(PREFIX))
+            settings = job_settings(PREFIX)
+            if tool == MERGE_JOB_QUEUED:
+                settings["MERGE_CONCURRENCY"] = "2"
+            run = common.merge_job(proxy.url, command, "--output", "json", **settings)
         elif tool == "curator":
             with tempfile.TemporaryDirectory() as tmp:
                 config, action = curator_files(Path(tmp), proxy.url)
@@ -146,7 +151,13 @@ def merges_sent(recorded: list[RecordedRequest]) -> int:
     return sum(1 for r in recorded if r.method == "POST" and r.path.endswith("/_forcemerge"))
 
 
-TOOLS = ("merge-job", "curator", "curl loop")
+MERGE_JOB = "merge-job"
+# One node, MERGE_CONCURRENCY=2: one merge running and the next queued on the node, which
+# still merges one at a time (one force-merge thread up to 2.19): the job's round trips
+# between merges hide behind the queued one.
+MERGE_JOB_QUEUED = "merge-job, 1 queued"
+TOOLS = (MERGE_JOB, "curator", "curl loop")
+RUN_TOOLS = (MERGE_JOB, MERGE_JOB_QUEUED, "curator", "curl loop")
 
 
 def medians(trials: list[dict[str, Any]]) -> dict[str, Any]:
@@ -199,8 +210,8 @@ def run_rows(
 ) -> list[dict[str, Any]]:
     """Real runs of every tool on fresh indices, interleaved (`repeats` rounds), medians."""
     names = data.index_names(count, prefix=PREFIX)
-    trials: dict[str, list[dict[str, Any]]] = {tool: [] for tool in TOOLS}
-    for _, tool in itertools.product(range(repeats), TOOLS):
+    trials: dict[str, list[dict[str, Any]]] = {tool: [] for tool in RUN_TOOLS}
+    for _, tool in itertools.product(range(repeats), RUN_TOOLS):
         data.make_indices(url, names, segments=segments, docs_per_segment=docs, prefix=PREFIX)
         try:
             run, recorded = run_tool(tool, url, dry=False)
@@ -222,7 +233,7 @@ def run_rows(
                 "rerun_wall_s": round(again.wall_s, 3),
             }
         )
-    rows = [medians(trials[tool]) for tool in TOOLS]
+    rows = [medians(trials[tool]) for tool in RUN_TOOLS]
     for row in rows:
         row["not_merged"] = max(t["not_merged"] for t in trials[row["tool"]])
     base = rows[0]

@@ -100,7 +100,8 @@ def test_peers_smoke(bench_node: OpenSearchNode, tmp_path: Path) -> None:
     assert out["planning"][0]["planning_requests"] <= planning.TARGET_REQUESTS
     assert all(row["not_merged"] == 0 for row in out["run"])
     # On the second run there is nothing left to merge: only the curl loop merges again.
-    assert [row["rerun_forcemerge_posts"] for row in out["run"]] == [0, 0, 2]
+    assert [row["tool"] for row in out["run"]] == list(peers.RUN_TOOLS)
+    assert [row["rerun_forcemerge_posts"] for row in out["run"]] == [0, 0, 0, 2]
     results(tmp_path, "peers")
 
 
