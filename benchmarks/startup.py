@@ -25,7 +25,17 @@ from tests.support.job import job_env
 FIXTURES = common.REPO / "tests" / "fixtures" / "responses" / "opensearch-2.19"
 ROUTES = {path: key for key, (path, _) in PLANNING_REQUESTS.items()}
 TARGET_VERSION_S = 0.3
-HEAVY_MODULES = ("opensearchpy", "boto3", "botocore", "requests", "urllib3", "requests_aws4auth")
+HEAVY_MODULES = (
+    "opensearchpy",
+    "boto3",
+    "botocore",
+    "requests",
+    "urllib3",
+    "requests_aws4auth",
+    "structlog",
+    "rich",
+    "tabulate",
+)
 
 
 def planning_stub() -> PlanningStub:
