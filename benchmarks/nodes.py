@@ -5,14 +5,15 @@
 Starts three OpenSearch containers (small heaps) on a user-defined docker network, makes
 single-shard indices (`--replicas` copies more of each; the balancer spreads them evenly
 over the nodes), and runs `merge-job run` twice on identical data: once sequential, once
-with MERGE_CONCURRENCY=2 x nodes (the per-node bound, one running and one queued, is what
-limits it). From the job's own events (merge_started / merge_finished per index, and the
-nodes of its shard copies) it counts the most merges ever outstanding on one node, which
-must stay within that bound. (The stored task of a merge names the node that coordinated
-it, not the nodes that merged, so the tasks API gives the merge times but not the
-placement.) The limit of any schedule for equal sizes is indices / copies on the busiest
-node: every node merges one copy at a time (1.5 for 6 indices with one replica on 3
-nodes). With --urls it uses a running cluster instead (comma-separated node URLs).
+with MERGE_CONCURRENCY=2 x nodes (the per-node bound, one running and one queued, is
+what limits it). From the job's own events (merge_started / merge_finished less its
+verify_s per index, and the nodes of its shard copies) it counts the most merges ever
+outstanding on one node, which must stay within that bound. (The stored task of a merge
+names the node that coordinated it, not the nodes that merged, so the tasks API gives
+the merge times but not the placement.) The limit of any schedule for equal sizes is
+indices / copies on the busiest node: every node merges one copy at a time (1.5 for 6
+indices with one replica on 3 nodes).
+With --urls it uses a running cluster instead (comma-separated node URLs).
 """
 
 from __future__ import annotations
@@ -43,8 +44,12 @@ def server_seconds(url: str, task_ids: list[str]) -> float:
 
 def merge_intervals(run: common.Measured) -> dict[str, list[tuple[float, float]]]:
     """Per node, the (start, end) of every merge the job had outstanding on it, from its
-    events: copies are labelled `<shard>/<p|r>/<node id>`."""
-    finished = {e["index"]: common.event_time(e) for e in run.named("merge_finished")}
+    events: copies are labelled `<shard>/<p|r>/<node id>`. A merge ends when the cluster is
+    done with it: its verification afterwards (`verify_s`) overlaps the next merge."""
+    finished = {
+        e["index"]: common.event_time(e) - e.get("verify_s", 0.0)
+        for e in run.named("merge_finished")
+    }
     per_node: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for event in run.named("merge_started"):
         span = (common.event_time(event), finished[event["index"]])

@@ -8,10 +8,16 @@ segments, so every tool should merge every one of them.
 1. Planning (dry run) on --plan-indices indices: requests each tool sends before it
    would merge anything. merge-job: `plan`; Curator: `--dry-run`; the curl loop: its
    one listing request.
-2. Real run on --run-indices indices, made afresh for each tool: requests, wall time,
+2. Real run on --run-indices indices, made afresh for each tool (merge-job twice: as
+   configured by default, and with MERGE_CONCURRENCY=2, one merge queued behind the
+   running one on the node): requests, wall time,
    and whether (and when) every index was merged. Blocking tools have merged everything
    when they exit, so time-to-all-merged is their wall time. Then each tool runs again on
    the merged indices: what a nightly run costs when there is nothing left to do.
+
+Both parts run the tools interleaved, tool after tool, for --repeats rounds, and report
+medians: on a shared machine the load changes within minutes, and a ratio means something
+only when both tools met the same load.
 
 Every tool talks to the node through the recording proxy. Curator runs from its own venv
 (curator-opensearch from PyPI, never a dependency of the project).
@@ -21,7 +27,9 @@ scripts/build-bench-images.sh).
 
 from __future__ import annotations
 
+import itertools
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -117,9 +125,12 @@ def curator_files(directory: Path, proxy_url: str) -> tuple[Path, Path]:
 def run_tool(tool: str, url: str, *, dry: bool) -> tuple[common.Measured, list[RecordedRequest]]:
     """One tool through a fresh recording proxy."""
     with recording_proxy(url) as proxy:
-        if tool == "merge-job":
+        if tool in (MERGE_JOB, MERGE_JOB_QUEUED):
             command = "plan" if dry else "run"
-            run = common.merge_job(proxy.url, command, "--output", "json", **job_settings(PREFIX))
+            settings = job_settings(PREFIX)
+            if tool == MERGE_JOB_QUEUED:
+                settings["MERGE_CONCURRENCY"] = "2"
+            run = common.merge_job(proxy.url, command, "--output", "json", **settings)
         elif tool == "curator":
             with tempfile.TemporaryDirectory() as tmp:
                 config, action = curator_files(Path(tmp), proxy.url)
@@ -140,27 +151,51 @@ def merges_sent(recorded: list[RecordedRequest]) -> int:
     return sum(1 for r in recorded if r.method == "POST" and r.path.endswith("/_forcemerge"))
 
 
-TOOLS = ("merge-job", "curator", "curl loop")
+MERGE_JOB = "merge-job"
+# One node, MERGE_CONCURRENCY=2: one merge running and the next queued on the node, which
+# still merges one at a time (one force-merge thread up to 2.19): the job's round trips
+# between merges hide behind the queued one.
+MERGE_JOB_QUEUED = "merge-job, 1 queued"
+TOOLS = (MERGE_JOB, "curator", "curl loop")
+RUN_TOOLS = (MERGE_JOB, MERGE_JOB_QUEUED, "curator", "curl loop")
 
 
-def planning_rows(url: str, count: int) -> list[dict[str, Any]]:
+def medians(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from repeated trials of a tool: the median of every number, and each
+    trial's wall time (`walls_s`) so the spread shows."""
+    row = dict(trials[0])
+    for key in trials[0]:
+        values = [t[key] for t in trials]
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            row[key] = statistics.median(values)
+        elif any(v is None for v in values):
+            row[key] = None  # e.g. not every trial merged everything
+    row["walls_s"] = [t.get("wall_s", t.get("dry_run_wall_s")) for t in trials]
+    return row
+
+
+def planning_rows(url: str, count: int, repeats: int = 1) -> list[dict[str, Any]]:
+    """Dry runs of every tool, interleaved (tool after tool, `repeats` rounds), medians."""
     names = data.index_names(count, prefix=PREFIX)
     data.make_indices(url, names, segments=2, docs_per_segment=3, prefix=PREFIX)
-    rows: list[dict[str, Any]] = []
+    trials: dict[str, list[dict[str, Any]]] = {tool: [] for tool in TOOLS}
     try:
-        for tool in TOOLS:
-            run, recorded = run_tool(tool, url, dry=True)
-            rows.append(
-                {
-                    "tool": tool,
-                    "indices": count,
-                    "planning_requests": len(recorded),
-                    "dry_run_wall_s": round(run.wall_s, 3),
-                    "peak_rss_mb": round(run.max_rss_mb, 1),
-                }
-            )
+        for _ in range(repeats):
+            for tool in TOOLS:
+                run, recorded = run_tool(tool, url, dry=True)
+                trials[tool].append(
+                    {
+                        "tool": tool,
+                        "indices": count,
+                        "planning_requests": len(recorded),
+                        "dry_run_wall_s": round(run.wall_s, 3),
+                        "dry_run_cpu_s": round(run.cpu_s, 3),
+                        "peak_rss_mb": round(run.max_rss_mb, 1),
+                    }
+                )
     finally:
         data.delete_indices(url, PREFIX)
+    rows = [medians(trials[tool]) for tool in TOOLS]
     base = rows[0]
     for row in rows:
         row["requests_vs_merge_job"] = common.ratio(
@@ -170,10 +205,13 @@ def planning_rows(url: str, count: int) -> list[dict[str, Any]]:
     return rows
 
 
-def run_rows(url: str, count: int, segments: int, docs: int) -> list[dict[str, Any]]:
+def run_rows(
+    url: str, count: int, segments: int, docs: int, repeats: int = 1
+) -> list[dict[str, Any]]:
+    """Real runs of every tool on fresh indices, interleaved (`repeats` rounds), medians."""
     names = data.index_names(count, prefix=PREFIX)
-    rows: list[dict[str, Any]] = []
-    for tool in TOOLS:
+    trials: dict[str, list[dict[str, Any]]] = {tool: [] for tool in RUN_TOOLS}
+    for _, tool in itertools.product(range(repeats), RUN_TOOLS):
         data.make_indices(url, names, segments=segments, docs_per_segment=docs, prefix=PREFIX)
         try:
             run, recorded = run_tool(tool, url, dry=False)
@@ -181,7 +219,7 @@ def run_rows(url: str, count: int, segments: int, docs: int) -> list[dict[str, A
             again, again_recorded = run_tool(tool, url, dry=False)
         finally:
             data.delete_indices(url, PREFIX)
-        rows.append(
+        trials[tool].append(
             {
                 "tool": tool,
                 "indices": count,
@@ -195,6 +233,9 @@ def run_rows(url: str, count: int, segments: int, docs: int) -> list[dict[str, A
                 "rerun_wall_s": round(again.wall_s, 3),
             }
         )
+    rows = [medians(trials[tool]) for tool in RUN_TOOLS]
+    for row in rows:
+        row["not_merged"] = max(t["not_merged"] for t in trials[row["tool"]])
     base = rows[0]
     for row in rows:
         row["requests_vs_merge_job"] = common.ratio(row["requests"], base["requests"])
@@ -221,13 +262,16 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     parser.add_argument("--run-indices", type=int, default=20)
     parser.add_argument("--run-segments", type=int, default=6, help="segments per index")
     parser.add_argument("--run-docs", type=int, default=2000, help="documents per segment")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="rounds, tools interleaved; medians reported"
+    )
     args = parser.parse_args(argv)
     ensure_curator()
     with cluster.node_or_url(args.url, args.image) as url:
         if args.plan_indices > 500:  # the default limit is 1,000 shards per node
             data.raise_shard_limit(url, per_node=max(5000, args.plan_indices + 500))
-        planning = planning_rows(url, args.plan_indices)
-        runs = run_rows(url, args.run_indices, args.run_segments, args.run_docs)
+        planning = planning_rows(url, args.plan_indices, args.repeats)
+        runs = run_rows(url, args.run_indices, args.run_segments, args.run_docs, args.repeats)
     ism = ism_status()
     common.print_table(f"Planning (dry run), {args.plan_indices} indices", planning)
     common.print_table(f"Real run, {args.run_indices} indices, then a second run", runs)

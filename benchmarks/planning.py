@@ -29,7 +29,7 @@ def job_settings(prefix: str = data.PREFIX) -> dict[str, str]:
 
 
 TARGET_REQUESTS = 8
-TARGET_PLAN_S_AT_3000 = 2.0
+TARGET_PLAN_S_AT_3000 = 1.5
 TARGET_RSS_MB = 150.0
 
 

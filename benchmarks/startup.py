@@ -13,63 +13,36 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
-import threading
 import time
-import urllib.parse
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from benchmarks import common
+from benchmarks.synthetic import PlanningStub
 from merge_job.snapshot import PLANNING_REQUESTS
 from tests.support.job import job_env
 
 FIXTURES = common.REPO / "tests" / "fixtures" / "responses" / "opensearch-2.19"
 ROUTES = {path: key for key, (path, _) in PLANNING_REQUESTS.items()}
 TARGET_VERSION_S = 0.3
-HEAVY_MODULES = ("opensearchpy", "boto3", "botocore", "requests", "urllib3", "requests_aws4auth")
+HEAVY_MODULES = (
+    "opensearchpy",
+    "boto3",
+    "botocore",
+    "requests",
+    "urllib3",
+    "requests_aws4auth",
+    "structlog",
+    "rich",
+    "tabulate",
+)
 
 
-class _Stub(ThreadingHTTPServer):
-    first_request_at: float | None = None
-
-
-@contextmanager
-def planning_stub() -> Iterator[_Stub]:
-    """A loopback HTTP server answering the planning requests from recorded responses."""
-    bodies = {path: (FIXTURES / f"{name}.json").read_bytes() for path, name in ROUTES.items()}
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-        def do_GET(self) -> None:
-            server: Any = self.server
-            if server.first_request_at is None:
-                server.first_request_at = time.perf_counter()
-            path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
-            body = bodies.get(path)
-            status = 200 if body is not None else 404
-            body = body if body is not None else b'{"error":"not recorded","status":404}'
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = _Stub(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+def planning_stub() -> PlanningStub:
+    """A loopback stub answering the planning requests from recorded responses."""
+    return PlanningStub(
+        {path: (FIXTURES / f"{name}.json").read_bytes() for path, name in ROUTES.items()}
+    )
 
 
 def entry_point() -> list[str]:
@@ -93,9 +66,10 @@ def time_plan(runs: int) -> tuple[list[float], list[float], float]:
     rss = 0.0
     for _ in range(runs):
         with planning_stub() as stub:
-            url = f"http://127.0.0.1:{stub.server_address[1]}"
             started = time.perf_counter()
-            run = common.run_measured([*entry_point(), "plan", "--output", "json"], job_env(url))
+            run = common.run_measured(
+                [*entry_point(), "plan", "--output", "json"], job_env(stub.url)
+            )
             if run.exit_code != 0:
                 raise RuntimeError(f"plan exited {run.exit_code}: {run.stderr[-1500:]}")
             if stub.first_request_at is not None:

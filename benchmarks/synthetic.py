@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
+import time
 import urllib.parse
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator, Mapping
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from benchmarks import data
 from merge_job.snapshot import PLANNING_REQUESTS
+from tests.support.server import LoopbackServer, QuietHandler
 from tests.support.versions import primary_opensearch
 
 NODE = "BIUooQmsSDK63gHMNN7ruw"
@@ -72,32 +73,33 @@ def answers(count: int, prefix: str = data.PREFIX) -> dict[str, bytes]:
     return {PLANNING_REQUESTS[key][0]: json.dumps(body).encode() for key, body in by_key.items()}
 
 
+class PlanningStub(LoopbackServer):
+    """A loopback server answering GETs from `bodies` (request path -> JSON body), 404
+    otherwise; notes when the first request arrives (the job's start-up ends there)."""
+
+    def __init__(self, bodies: Mapping[str, bytes]) -> None:
+        self.bodies = dict(bodies)
+        self.first_request_at: float | None = None
+        super().__init__()
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        stub = self
+
+        class Handler(QuietHandler):
+            def do_GET(self) -> None:
+                if stub.first_request_at is None:
+                    stub.first_request_at = time.perf_counter()
+                path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+                body = stub.bodies.get(path)
+                status = 200 if body is not None else 404
+                body = body if body is not None else b'{"error":"not planned","status":404}'
+                self.reply(status, body, [("Content-Type", "application/json")])
+
+        return Handler
+
+
 @contextlib.contextmanager
 def synthetic_cluster(count: int) -> Iterator[str]:
     """The URL of a loopback stub answering planning for `count` indices."""
-    bodies = answers(count)
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-        def do_GET(self) -> None:
-            path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
-            body = bodies.get(path, b'{"error":"not planned","status":404}')
-            self.send_response(200 if path in bodies else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with PlanningStub(answers(count)) as stub:
+        yield stub.url

@@ -6,6 +6,11 @@ before each new merge, the deadline and SIGTERM. Each index's merge is an `Index
 (merge.py) running in its own worker thread; what is still running at the end is read
 from those merge objects.
 
+A merge holds its capacity while the cluster works on it. Once the cluster is done with
+it (the task ended, the blocking call returned) it only verifies: a refresh and a stats
+read of an index nobody merges any more. The next merge starts then, so the job's own
+round trips of one index overlap the next index's merge instead of adding to it.
+
 A failed index never stops the others. On the deadline, SIGTERM, a failed health gate or
 refused credentials no new merge starts; merges already submitted keep running
 server-side (or wait in a node's queue, which is the same to the cluster) and are
@@ -38,6 +43,7 @@ from merge_job.merge import (
     Pacing,
     SharedReads,
     Status,
+    Step,
     log_outcome,
 )
 from merge_job.plan import IndexPlan, Plan
@@ -146,6 +152,16 @@ class _Finished:
     outcome: MergeOutcome | None
 
 
+@dataclass
+class _Released:
+    """A worker's report: the cluster is done with this merge; it is being verified."""
+
+    merge: IndexMerge
+
+
+_Report = _Finished | _Released
+
+
 class Scheduler:
     """Runs the plan's merges. `stop` is set by SIGTERM (cli) or by the deadline."""
 
@@ -172,8 +188,13 @@ class Scheduler:
         # started afterwards uses the blocking call.
         self.use_task = plan.async_forcemerge
         self.reads = SharedReads(cluster, clock)
-        # Planning's answer, dated at the start of the run: it was read after that.
+        # Planning's answers, dated at the start of the run: they were read after that. The
+        # first merges' check reuses planning's copies while they are young enough.
         self._health = (self.started_at, plan.health)
+        self.reads.keep(
+            {p.index: p.copies for p in plan.merges[:UPCOMING_READ] if p.copies},
+            self.started_at,
+        )
 
     def request_stop(self, reason: StopReason) -> None:
         if not self.stop.is_set():
@@ -210,16 +231,23 @@ class Scheduler:
         """Merge every planned index, at most NODE_QUEUE outstanding on any node."""
         pending = list(self.plan.merges)
         self.reads.upcoming = tuple(p.index for p in pending[:UPCOMING_READ])
-        running: dict[str, IndexMerge] = {}
-        finished: queue.Queue[_Finished] = queue.Queue()
+        running: dict[str, IndexMerge] = {}  # the cluster works on these: they hold capacity
+        verifying: dict[str, IndexMerge] = {}  # done server-side, being verified
+        finished: queue.Queue[_Report] = queue.Queue()
         outcomes: list[MergeOutcome] = []
 
-        while pending or running:
+        while pending or running or verifying:
             if self._deadline_passed():
                 self.request_stop(StopReason.DEADLINE)
             if self._stopped():
                 break
-            while pending and len(running) < self.settings.concurrency:
+            # A verification waiting for replicas holds a thread, not the cluster; the
+            # threads stay bounded all the same (MERGE_CONCURRENCY + 1 verifying at most).
+            while (
+                pending
+                and len(running) < self.settings.concurrency
+                and len(verifying) <= self.settings.concurrency
+            ):
                 candidate = next_merge(pending, node_load(running.values()))
                 if candidate is None:
                     break
@@ -235,15 +263,16 @@ class Scheduler:
                 report = finished.get(timeout=0.2)
             except queue.Empty:
                 continue
-            self._collect(report, running, outcomes)
+            self._collect(report, running, verifying, outcomes)
 
         # Collect anything that finished while we were deciding to stop.
         while True:
             try:
-                self._collect(finished.get_nowait(), running, outcomes)
+                self._collect(finished.get_nowait(), running, verifying, outcomes)
             except queue.Empty:
                 break
-        still_running = {index: merge.task_id for index, merge in running.items()}
+        # A merge still being verified has no outcome yet: reported as still running too.
+        still_running = {index: merge.task_id for index, merge in {**running, **verifying}.items()}
         for index, task_id in still_running.items():
             log.warning(
                 "merge_left_running",
@@ -258,7 +287,7 @@ class Scheduler:
             stop_reason=self.stop_reason,
         )
 
-    def _start(self, item: IndexPlan, finished: queue.Queue[_Finished]) -> IndexMerge:
+    def _start(self, item: IndexPlan, finished: queue.Queue[_Report]) -> IndexMerge:
         merge = IndexMerge(
             self.cluster,
             self.settings,
@@ -280,19 +309,37 @@ class Scheduler:
         return merge
 
     def _collect(
-        self, report: _Finished, running: dict[str, IndexMerge], outcomes: list[MergeOutcome]
+        self,
+        report: _Report,
+        running: dict[str, IndexMerge],
+        verifying: dict[str, IndexMerge],
+        outcomes: list[MergeOutcome],
     ) -> None:
+        index = report.merge.index
         if report.merge.task_refused:
             self.use_task = False
+        if isinstance(report, _Released):
+            if index in running:
+                verifying[index] = running.pop(index)
+            return
         if report.outcome is None:
-            return  # left running: stays in `running` and is reported as still running
-        running.pop(report.merge.index, None)
+            return  # left running: stays where it is and is reported as still running
+        running.pop(index, None)
+        verifying.pop(index, None)
         outcomes.append(report.outcome)
 
-    def _work(self, merge: IndexMerge, finished: queue.Queue[_Finished]) -> None:
+    def _work(self, merge: IndexMerge, finished: queue.Queue[_Report]) -> None:
         start = self.clock()
         try:
-            outcome = merge.run()
+            released_at: float | None = None
+            while merge.step is not Step.DONE:
+                merge.advance()
+                if merge.step is Step.VERIFY and released_at is None:
+                    released_at = self.clock()
+                    finished.put(_Released(merge))
+            outcome = merge.outcome
+            if released_at is not None:
+                outcome.verify_s = round(self.clock() - released_at, 3)
         except MergeStopped:
             finished.put(_Finished(merge, None))
             return

@@ -13,8 +13,9 @@ so a newcomer reads the algorithm in `advance()`:
 
 - CHECK re-reads the index at its turn: deleted, closed, not started or merged meanwhile
   means a skip, with nothing sent. The answer may come from the previous merge's last
-  read (`SharedReads`: one stats GET carries the next planned indices along), at most
-  CHECK_MAX_AGE_S old; an index that read left out is read alone.
+  read (`SharedReads`: one stats GET carries the next planned indices along) or from
+  planning's, at most CHECK_MAX_AGE_S old and asked after the run's latest force-merge
+  POST (while the previous merge ran, never across it); else the index is read alone.
 - SUBMIT posts `_forcemerge`: as a task (`wait_for_completion=false`) to POLL, or as one
   blocking call. A POST cut before its answer says nothing about the merge, so it is
   never resent blindly: WATCH decides from the index.
@@ -108,6 +109,7 @@ class MergeOutcome:
     segments_after: dict[str, int] = field(default_factory=dict)
     store_bytes: int | None = None
     duration_s: float = 0.0
+    verify_s: float = 0.0  # of duration_s: after the cluster was done, verifying
     deleted_before: int | None = None
     deleted_after: int | None = None
 
@@ -155,7 +157,10 @@ class SharedReads:
     Every read of one index's stats (CHECK, VERIFY, WATCH) carries the next planned
     indices along (`upcoming`, kept current by the scheduler) in the same request, so
     their CHECK needs no request of its own while that answer is younger than
-    CHECK_MAX_AGE_S. An index a newer answer leaves out (deleted, closed, no started copy)
+    CHECK_MAX_AGE_S and asked after the run's latest force-merge POST: the scheduler
+    starts a merge while the previous one is still being verified, so an answer older than
+    that POST would span a whole merge, during which the index may have been deleted or
+    closed. An index a newer answer leaves out (deleted, closed, no started copy)
     loses its entry, so its CHECK reads it alone and says why. A kept answer is used once.
     """
 
@@ -165,6 +170,12 @@ class SharedReads:
         self.upcoming: tuple[str, ...] = ()
         self._answers: dict[str, tuple[float, tuple[ShardCopy, ...]]] = {}
         self._lock = threading.Lock()
+        self._last_post_at = float("-inf")
+
+    def posting(self) -> None:
+        """A force-merge POST is about to be sent: answers asked before it are stale."""
+        with self._lock:
+            self._last_post_at = max(self._last_post_at, self.clock())
 
     def _names(self, index: str) -> list[str]:
         names, length = [index], len(index)
@@ -191,11 +202,22 @@ class SharedReads:
             return found[index]
         return self.cluster.index_copies(index)  # says why it is missing, or ()
 
+    def keep(self, answers: Mapping[str, tuple[ShardCopy, ...]], asked: float) -> None:
+        """Answers read elsewhere at `asked` (planning's), for the CHECK of these indices."""
+        with self._lock:
+            self._answers.update((name, (asked, copies)) for name, copies in answers.items())
+
     def recent(self, index: str) -> tuple[ShardCopy, ...]:
-        """The index's copies as read at most CHECK_MAX_AGE_S ago, else read now."""
+        """The index's copies as read at most CHECK_MAX_AGE_S ago and after the latest
+        force-merge POST, else read now."""
         with self._lock:
             kept = self._answers.pop(index, None)
-        if kept is not None and self.clock() - kept[0] <= CHECK_MAX_AGE_S:
+            last_post_at = self._last_post_at
+        if (
+            kept is not None
+            and kept[0] >= last_post_at
+            and self.clock() - kept[0] <= CHECK_MAX_AGE_S
+        ):
             return kept[1]
         return self.read(index)
 
@@ -372,6 +394,7 @@ class IndexMerge:
 
     def _submit_task(self) -> None:
         """POST the force-merge as a task, then poll it."""
+        self.reads.posting()
         try:
             response = self.cluster.forcemerge(
                 self.index, {**self._params(), "wait_for_completion": "false"}
@@ -403,6 +426,7 @@ class IndexMerge:
     def _submit_blocking(self) -> None:
         """Clusters without task-based force-merge: one long request, then watch if cut."""
         self.task_id = self.outcome.task_id = None
+        self.reads.posting()
         try:
             response: Mapping[str, Any] = self.cluster.forcemerge(
                 self.index, self._params(), timeout_s=max(1.0, self.timeout_at - self.clock())
@@ -584,4 +608,5 @@ def log_outcome(outcome: MergeOutcome) -> None:
         deleted_before=outcome.deleted_before,
         deleted_after=outcome.deleted_after,
         duration_s=outcome.duration_s,
+        verify_s=outcome.verify_s,
     )

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import structlog
-from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 
 from merge_job.config import Settings
 from merge_job.execute import RunResult
 from merge_job.merge import MergeOutcome, Status
 from merge_job.plan import Plan
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 log = structlog.get_logger("merge_job.metrics")
 
@@ -83,6 +86,9 @@ def build_registry(
     now: float,
 ) -> CollectorRegistry:
     """The metrics of one run. `plan` is None when the run ended before planning."""
+    # Imported here: a run without a Pushgateway (every dry run) does not pay for it.
+    from prometheus_client import CollectorRegistry, Gauge
+
     registry = CollectorRegistry()
     gauge = Gauge  # every metric describes the last run: no counters here
 
@@ -159,6 +165,8 @@ def push_run(
         settings, plan, result, exit_code, duration_s=clock() - started, now=wall_clock()
     )
     key = grouping_key(settings)
+    from prometheus_client import pushadd_to_gateway
+
     try:
         pushadd_to_gateway(
             settings.pushgateway_url,

@@ -88,6 +88,8 @@ class IndexPlan:
     store_bytes: int | None = None
     age_seconds: float | None = None
     nodes: tuple[str, ...] = field(default=(), compare=False)  # node ids holding a copy
+    # The copies as planning read them: the first merges' check at their turn reuses them.
+    copies: tuple[ShardCopy, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -360,6 +362,7 @@ class _Planner:
             store_bytes=sum(c.store_bytes for c in copies) if copies else None,
             age_seconds=round(age.total_seconds(), 3) if age is not None else None,
             nodes=tuple(sorted({c.node for c in copies if c.node})),
+            copies=copies,
         )
         rules = (
             self._selection,

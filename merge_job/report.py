@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tabulate import tabulate
-
 from merge_job.config import Settings
 from merge_job.execute import RunResult
 from merge_job.merge import Status
@@ -84,6 +82,9 @@ def plan_table(plan: Plan) -> str:
         )
         for item in plan.indices
     ]
+    # Imported here: only a table needs it (tabulate and wcwidth cost a JSON plan ~0.1 s).
+    from tabulate import tabulate
+
     table = tabulate(
         rows,
         headers=("index", "decision", "reason", "max seg/copy", "size", "age", "detail"),

@@ -94,13 +94,14 @@ def test_overhead_smoke(bench_node: OpenSearchNode, tmp_path: Path) -> None:
 @pytest.mark.one_version
 def test_peers_smoke(bench_node: OpenSearchNode, tmp_path: Path) -> None:
     argv = ["--url", bench_node.direct_url, "--plan-indices", "4", "--run-indices", "2"]
-    argv += ["--run-segments", "3", "--run-docs", "20", "--results-dir", str(tmp_path)]
-    out = peers.main(argv)
+    argv += ["--run-segments", "3", "--run-docs", "20", "--repeats", "1"]
+    out = peers.main([*argv, "--results-dir", str(tmp_path)])
     assert [row["tool"] for row in out["planning"]] == list(peers.TOOLS)
     assert out["planning"][0]["planning_requests"] <= planning.TARGET_REQUESTS
     assert all(row["not_merged"] == 0 for row in out["run"])
     # On the second run there is nothing left to merge: only the curl loop merges again.
-    assert [row["rerun_forcemerge_posts"] for row in out["run"]] == [0, 0, 2]
+    assert [row["tool"] for row in out["run"]] == list(peers.RUN_TOOLS)
+    assert [row["rerun_forcemerge_posts"] for row in out["run"]] == [0, 0, 0, 2]
     results(tmp_path, "peers")
 
 

@@ -25,7 +25,15 @@ from merge_job.execute import (
     StopReason,
     next_merge,
 )
-from merge_job.merge import UPCOMING_READ, IndexMerge, MergeStopped, Pacing, Status, Step
+from merge_job.merge import (
+    UPCOMING_READ,
+    IndexMerge,
+    MergeStopped,
+    Pacing,
+    SharedReads,
+    Status,
+    Step,
+)
 from merge_job.plan import Decision, IndexPlan, Plan
 from merge_job.snapshot import PLANNING_REQUESTS, ShardCopy, TaskStatus
 from tests.support.fake_opensearch import FakeOpenSearch, FakeTransport
@@ -643,6 +651,70 @@ def test_sigterm_reports_merges_queued_on_a_node_as_still_running() -> None:
     assert result.still_running == {"a": "node:1", "b": "node:2"}
     assert result.not_started == ["c"]  # n1 full: one running, one queued
     assert result.exit_code is ExitCode.INTERRUPTED
+
+
+class SlowVerifyCluster(FakeCluster):
+    """Verification (the refresh after a merge) waits until the next index is posted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.next_posted = threading.Event()
+
+    def refresh(self, index: str) -> None:
+        super().refresh(index)
+        if index == "a":
+            self.next_posted.wait(timeout=5)
+
+    def forcemerge(
+        self, index: str, params: Mapping[str, str], timeout_s: float | None = None
+    ) -> Any:
+        answer = super().forcemerge(index, params, timeout_s)
+        if index == "b":
+            self.next_posted.set()
+        return answer
+
+
+@pytest.mark.parametrize("task", [True, False], ids=["task", "blocking"])
+def test_next_merge_starts_once_the_cluster_is_done_while_the_last_one_verifies(
+    task: bool,
+) -> None:
+    cluster = SlowVerifyCluster()
+    cluster.segments = {"a": 5, "b": 5}
+    result, _ = execute(cluster, plan_of("a", "b", task=task), concurrency=1)
+    # a's verification could only end after b was posted: they overlapped.
+    assert cluster.next_posted.is_set()
+    assert statuses(result) == {"a": Status.MERGED, "b": Status.MERGED}
+    assert [index for index, _ in cluster.posts] == ["a", "b"]
+
+
+def test_a_merge_being_verified_at_sigterm_is_reported_still_running() -> None:
+    cluster = SlowVerifyCluster()
+    cluster.segments = {"a": 5}
+    stop = threading.Event()
+    settings = Settings(endpoint="http://127.0.0.1:9200")
+    scheduler = Scheduler(cluster, settings, plan_of("a"), stop=stop, pacing=FAST)
+    timer = threading.Timer(0.2, stop.set)  # a's refresh waits for a "b" that never comes
+    timer.start()
+    result = scheduler.run()
+    timer.join()
+    assert result.still_running == {"a": "node:1"}
+    assert result.outcomes == []
+    assert result.exit_code is ExitCode.INTERRUPTED
+
+
+def test_a_kept_answer_serves_a_check_only_if_asked_after_the_latest_forcemerge_post() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5, "b": 5}
+    now = [10.0]
+    reads = SharedReads(cluster, clock=lambda: now[0])
+    reads.keep({"a": copies(5), "b": copies(5)}, asked=10.0)  # planning's answers
+    assert reads.recent("a") == copies(5)
+    assert cluster.reads == []  # young, and no merge was sent since: no request
+    now[0] = 10.5
+    reads.posting()  # a's POST: b may be deleted or closed from now on
+    cluster.segments["b"] = 1
+    assert reads.recent("b") == copies(1)  # read anew
+    assert cluster.reads == [("b",)]
 
 
 # -- the client adapter's retry policy ---------------------------------------------------

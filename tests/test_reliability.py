@@ -232,7 +232,9 @@ def test_job_killed_mid_run_then_rerun_completes_without_remerging(
         rerun = run_job(proxy.url, "run", extra_env=SELECT)
 
     assert killed.exit_code == -signal.SIGKILL
-    assert killed.merged() == {first}
+    # The second merge starts while the first is verified: the kill may come before the
+    # first's merge_finished, never before its merge ended (the rerun finds it merged).
+    assert killed.merged() <= {first}
     assert rerun.exit_code == 0, rerun.stderr
     assert rerun.merged() == {second, third}
     assert skip_reasons(rerun)[first] == "already_merged"
