@@ -107,7 +107,10 @@ class MergeOutcome:
     task_id: str | None = None
     segments_before: dict[str, int] = field(default_factory=dict)
     segments_after: dict[str, int] = field(default_factory=dict)
-    store_bytes: int | None = None
+    # All copies' store size when the merge starts and once it is verified: a merge that
+    # drops deleted documents or rewrites segments changes it.
+    store_bytes_before: int | None = None
+    store_bytes_after: int | None = None
     duration_s: float = 0.0
     verify_s: float = 0.0  # of duration_s: after the cluster was done, verifying
     deleted_before: int | None = None
@@ -379,14 +382,14 @@ class IndexMerge:
             self._finish(Status.SKIPPED, "merged since planning", SkipReason.ALREADY_MERGED)
             return
         self.outcome.segments_before = segments_by_copy(before)
-        self.outcome.store_bytes = sum(c.store_bytes for c in before)
+        self.outcome.store_bytes_before = sum(c.store_bytes for c in before)
         self.outcome.deleted_before = sum(c.deleted for c in before)
         self.timeout_at = self.clock() + self.settings.index_timeout.total_seconds()
         log.info(
             "merge_started",
             index=self.index,
             segments_before=self.outcome.segments_before,
-            store_bytes=self.outcome.store_bytes,
+            store_bytes=self.outcome.store_bytes_before,
             mode="task" if self.use_task else "blocking",
             params=self._params(),
         )
@@ -554,7 +557,7 @@ class IndexMerge:
         self.step = Step.DONE
         outcome.segments_after = segments_by_copy(copies)
         if copies:
-            outcome.store_bytes = sum(c.store_bytes for c in copies)
+            outcome.store_bytes_after = sum(c.store_bytes for c in copies)
             outcome.deleted_after = sum(c.deleted for c in copies)
         if not copies:
             outcome.status, outcome.detail = Status.FAILED, "could not read segments after merge"
@@ -604,7 +607,8 @@ def log_outcome(outcome: MergeOutcome) -> None:
         task_id=outcome.task_id,
         segments_before=outcome.segments_before,
         segments_after=outcome.segments_after,
-        store_bytes=outcome.store_bytes,
+        store_bytes_before=outcome.store_bytes_before,
+        store_bytes_after=outcome.store_bytes_after,
         deleted_before=outcome.deleted_before,
         deleted_after=outcome.deleted_after,
         duration_s=outcome.duration_s,

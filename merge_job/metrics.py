@@ -124,7 +124,6 @@ def build_registry(
         indices.labels(outcome=outcome, reason=reason).set(count)
 
     merged = _merged(result)
-    planned_bytes = {item.index: item.store_bytes or 0 for item in plan.merges} if plan else {}
     segments = gauge(
         "merge_job_merged_segments",
         "Segments of all copies of the indices merged by the last run, before and after.",
@@ -135,13 +134,12 @@ def build_registry(
     segments.labels(stage="after").set(sum(sum(o.segments_after.values()) for o in merged))
     store = gauge(
         "merge_job_merged_store_bytes",
-        "Store size of all copies of the indices merged by the last run: before (at "
-        "planning) and after the merge.",
+        "Store size of all copies of the indices merged by the last run, before and after.",
         ["stage"],
         registry=registry,
     )
-    store.labels(stage="before").set(sum(planned_bytes.get(o.index, 0) for o in merged))
-    store.labels(stage="after").set(sum(o.store_bytes or 0 for o in merged))
+    store.labels(stage="before").set(sum(o.store_bytes_before or 0 for o in merged))
+    store.labels(stage="after").set(sum(o.store_bytes_after or 0 for o in merged))
     return registry
 
 
