@@ -185,7 +185,11 @@ def test_the_documented_application_syncs_the_environment(gitops: GitOps) -> Non
     app = gitops.argocd.wait_synced(APP, gitops.checkout.head())
     source = app["spec"]["source"]
     assert source["plugin"]["name"] == "helmfile-v1"
-    assert app["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+    assert app["spec"]["syncPolicy"]["automated"] == {
+        "prune": True,
+        "selfHeal": True,
+        "allowEmpty": True,
+    }
     managed = {(r["kind"], r["name"]) for r in app["status"]["resources"]}
     assert managed == {("CronJob", CRONJOB), ("ServiceAccount", CRONJOB)}
     cronjob = gitops.cronjob()
