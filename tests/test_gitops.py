@@ -442,9 +442,10 @@ def test_the_cut_over_of_docs_migrate_md(gitops: GitOps) -> None:
         )
         assert check == "Complete"
         [pod] = gitops.kube.items("-n", NAMESPACE, "pods", "-l", "job-name=merge-job-check")
-        run = JobResult(
-            0, "", gitops.kube.kubectl("-n", NAMESPACE, "logs", pod["metadata"]["name"]).stdout
-        )
+        logged = gitops.kube.kubectl("-n", NAMESPACE, "logs", pod["metadata"]["name"]).stdout
+        # A dry run also prints its plan document (indented JSON) to stdout, which the pod
+        # log interleaves with the JSON log lines of stderr.
+        run = JobResult(0, "", "\n".join(x for x in logged.splitlines() if x.startswith('{"')))
         assert index in {e["index"] for e in run.named("plan_merge")}
         assert run.summary["reason"] == "dry_run"
         assert gitops.proxy.matching("POST", r"/e2e-cutover/_forcemerge") == []
