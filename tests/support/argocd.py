@@ -251,7 +251,7 @@ class CronJobMonitor:
             self.polls += 1
             if not self.seen or self.seen[-1] != states:
                 self.seen.append(states)
-            active = Counter(s.endpoint for s in states if not s.suspended)
+            active = Counter(s.endpoint for s in states if s.endpoint and not s.suspended)
             if any(count > 1 for count in active.values()):
                 self.both_active.append(states)
             self._stop.wait(self.every)
