@@ -535,6 +535,9 @@ cmd_host_ip() {
 
 cmd_down() {
   require_host
+  # Argo CD (scripts/argocd.sh, same default state path) runs against this cluster: first.
+  local argocd_state=${MERGE_JOB_ARGOCD_STATE:-$(dirname "$state")/argocd-$(basename "$state")}
+  [ ! -d "$argocd_state" ] || bash "$here/argocd.sh" down
   [ -d "$state" ] || { log "nothing to stop"; return 0; }
   if [ -f "$state/up.env" ]; then
     # shellcheck source=/dev/null
