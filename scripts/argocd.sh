@@ -48,51 +48,8 @@ die() { log "$*"; exit 1; }
 
 # --- processes (the conventions of scripts/k8s.sh) ------------------------------------------
 
-pidfile() { echo "$state/pids/$1"; }
-
-# The PID in a component's pid file, only if its command line still names the state
-# directory (so a recycled PID is never signalled). Every component is started with a path
-# under it on its command line: Argo CD's roles through their links in $state/bin.
-owned_pid() {
-  local file pid
-  file=$(pidfile "$1")
-  [ -f "$file" ] || return 1
-  pid=$(cat "$file")
-  [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF "$state/" || return 1
-  echo "$pid"
-}
-
-start() { # name env-and-command...
-  local name=$1
-  shift
-  log "starting $name"
-  setsid env "$@" >"$logs/$name.log" 2>&1 </dev/null &
-  echo $! >"$(pidfile "$name")"
-}
-
-stop_pid() {
-  local pid=$1 _
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-}
-
-stop() {
-  local pid
-  if pid=$(owned_pid "$1"); then
-    log "stopping $1 (pid $pid)"
-    stop_pid "$pid"
-  fi
-  rm -f "$(pidfile "$1")"
-}
+# shellcheck source=lib/processes.sh
+source "$here/lib/processes.sh"
 
 # Children that outlive their parent (git daemon's per-connection servers, a helmfile the
 # plugin server was running): whatever still names the state directory.

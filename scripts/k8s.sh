@@ -57,51 +57,8 @@ require_host() {
 
 # --- processes ---------------------------------------------------------------------------
 
-pidfile() { echo "$state/pids/$1"; }
-
-# The PID in a component's pid file, only if that process is still ours: its command line
-# names the state directory (so a recycled PID is never signalled).
-owned_pid() {
-  local file pid
-  file=$(pidfile "$1")
-  [ -f "$file" ] || return 1
-  pid=$(cat "$file")
-  [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF "$state" || return 1
-  echo "$pid"
-}
-
-start() { # name binary args...
-  local name=$1
-  shift
-  log "starting $name"
-  setsid "$@" >"$logs/$name.log" 2>&1 </dev/null &
-  echo $! >"$(pidfile "$name")"
-}
-
-# SIGTERM, a bounded wait, then SIGKILL.
-stop_pid() {
-  local pid=$1 _
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-}
-
-stop() {
-  local pid
-  if pid=$(owned_pid "$1"); then
-    log "stopping $1 (pid $pid)"
-    stop_pid "$pid"
-  fi
-  rm -f "$(pidfile "$1")"
-}
+# shellcheck source=lib/processes.sh
+source "$here/lib/processes.sh"
 
 # containerd's shims outlive containerd by design; ours are the ones told our socket.
 shim_pids() {
