@@ -9,7 +9,6 @@ read-only root filesystem, /tmp and security settings are taken from the pod spe
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import tomllib
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.support.chart import Doc, helm_template, pod_spec
-from tests.support.containers import label_args, require_docker, skip_or_fail
+from tests.support.containers import label_args, merge_job_image
 from tests.support.factories import daily_indices, segment_counts
 from tests.support.job import JobResult
 from tests.support.node import OpenSearchNode
@@ -30,31 +29,11 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-CANNOT_BUILD_HERE = 3  # scripts/build-debian-base.sh: a prerequisite is missing
 
 
 @pytest.fixture(scope="session")
 def image() -> str:
-    """The image under test: MERGE_JOB_TEST_IMAGE, else built by scripts/build-image.sh.
-
-    A machine that cannot build it (no debootstrap, no root to install and run it) skips
-    these tests with the script's reason, unless MERGE_JOB_REQUIRE_DOCKER=1 (CI).
-    """
-    require_docker()
-    if os.environ.get("MERGE_JOB_TEST_IMAGE"):
-        return os.environ["MERGE_JOB_TEST_IMAGE"]
-    build = subprocess.run(
-        ["bash", str(REPO / "scripts" / "build-image.sh")],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    if build.returncode == CANNOT_BUILD_HERE:
-        reason = build.stderr.strip().splitlines()[-1]
-        skip_or_fail(f"{reason} (or set MERGE_JOB_TEST_IMAGE to an existing image)")
-    assert build.returncode == 0, f"scripts/build-image.sh failed:\n{build.stderr}"
-    return build.stdout.strip().splitlines()[-1]
+    return merge_job_image()
 
 
 def docker_run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:

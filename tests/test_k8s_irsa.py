@@ -26,7 +26,6 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -42,7 +41,7 @@ from tests.support.iam_policy import (
     without_resource,
 )
 from tests.support.job import JobResult
-from tests.support.k8s import Kube, exit_code, finished, script, wait_until
+from tests.support.k8s import Kube, exit_code, finished, restricted_namespace, script, wait_until
 from tests.support.node import OpenSearchNode
 from tests.support.oidc_sts import OidcIssuer, OidcSts
 from tests.support.sigv4_proxy import SigV4Proxy
@@ -120,29 +119,6 @@ class Irsa:
         assert code is not None, f"pod of {name} has not terminated"
         text = self.kube.kubectl("-n", namespace, "logs", pod["metadata"]["name"]).stdout
         return pod, JobResult(code, "", text)
-
-
-def restricted_namespace(kube: Kube, name: str) -> None:
-    """A namespace labelled for Pod Security "restricted", with its default ServiceAccount."""
-    namespace = {
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "pod-security.kubernetes.io/enforce": "restricted",
-                "pod-security.kubernetes.io/enforce-version": "latest",
-            },
-        },
-    }
-    manifest = Path(kube.kubeconfig).with_name(f"namespace-{name}.json")
-    manifest.write_text(json.dumps(namespace))
-    kube.kubectl("apply", "-f", str(manifest))
-    wait_until(
-        f"namespace {name}'s default ServiceAccount",
-        60,
-        lambda: kube.exists("-n", name, "serviceaccount", "default"),
-    )
 
 
 @pytest.fixture(scope="module")

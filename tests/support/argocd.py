@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.k8s import REPO, Kube, wait_until
+from tests.support.k8s import REPO, Kube, processes_under, wait_until
 
 ARGOCD_SCRIPT = REPO / "scripts" / "argocd.sh"
 BUILD_SCRIPT = REPO / "scripts" / "build-argocd.sh"
@@ -70,18 +70,8 @@ def script(
 
 
 def our_processes() -> list[str]:
-    """Command lines of running processes that belong to Argo CD's state directory."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if f"{STATE_DIR}/" in cmdline:
-            found.append(f"{entry.name}: {cmdline.strip()}")
-    return found
+    """Running processes that belong to Argo CD's state directory."""
+    return processes_under(STATE_DIR)
 
 
 @dataclass(frozen=True)

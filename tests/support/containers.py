@@ -12,10 +12,14 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CANNOT_BUILD_HERE = 3  # scripts/build-debian-base.sh: a prerequisite is missing
 
 CONTAINER_LABEL = "merge-job-test"  # value: the owner's PID
 HOST_LABEL = f"{CONTAINER_LABEL}.host"
@@ -51,6 +55,30 @@ def require_docker() -> None:
     reason = docker_unavailable_reason()
     if reason is not None:
         skip_or_fail(f"integration test needs Docker: {reason}")
+
+
+def merge_job_image() -> str:
+    """The image under test: MERGE_JOB_TEST_IMAGE, else built by scripts/build-image.sh
+    (which skips a build whose tag exists).
+
+    A machine that cannot build it (no debootstrap, no root to install and run it) skips
+    with the script's reason, unless MERGE_JOB_REQUIRE_DOCKER=1 (CI).
+    """
+    require_docker()
+    if os.environ.get("MERGE_JOB_TEST_IMAGE"):
+        return os.environ["MERGE_JOB_TEST_IMAGE"]
+    build = subprocess.run(
+        ["bash", str(REPO / "scripts" / "build-image.sh")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    if build.returncode == CANNOT_BUILD_HERE:
+        reason = build.stderr.strip().splitlines()[-1]
+        skip_or_fail(f"{reason} (or set MERGE_JOB_TEST_IMAGE to an existing image)")
+    assert build.returncode == 0, f"scripts/build-image.sh failed:\n{build.stderr}"
+    return build.stdout.strip().splitlines()[-1]
 
 
 def _start_time(pid: int) -> str:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.support.containers import docker_unavailable_reason
+from tests.support.containers import docker_unavailable_reason, merge_job_image
 
 REPO = Path(__file__).resolve().parents[2]
 K8S_SCRIPT = REPO / "scripts" / "k8s.sh"
@@ -181,17 +181,33 @@ def k8s() -> Iterator[Kube]:
 
 @pytest.fixture(scope="session")
 def app_image() -> str:
-    """The merge-job image of the current sources (scripts/build-image.sh skips a build
-    whose tag exists)."""
-    build = subprocess.run(
-        ["bash", str(REPO / "scripts" / "build-image.sh")],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
+    """The merge-job image of the current sources, to be loaded into the node."""
+    return merge_job_image()
+
+
+def restricted_namespace(kube: Kube, name: str) -> None:
+    """A namespace labelled for Pod Security "restricted", as a platform team makes it; it
+    returns once the namespace's default ServiceAccount exists (pods can only be created
+    after the ServiceAccount controller has run)."""
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+            },
+        },
+    }
+    manifest = Path(kube.kubeconfig).with_name(f"namespace-{name}.json")
+    manifest.write_text(json.dumps(namespace))
+    kube.kubectl("apply", "-f", str(manifest))
+    wait_until(
+        f"namespace {name}'s default ServiceAccount",
+        60,
+        lambda: kube.exists("-n", name, "serviceaccount", "default"),
     )
-    assert build.returncode == 0, f"scripts/build-image.sh failed:\n{build.stderr}"
-    return build.stdout.strip().splitlines()[-1]
 
 
 # --- Jobs and pods ----------------------------------------------------------------------
@@ -249,9 +265,8 @@ def line_stream(command: list[str], env: Mapping[str, str]) -> Iterator[queue.Qu
 # --- what `down` must leave behind: nothing of its own --------------------------------------
 
 
-def our_processes() -> list[str]:
-    """Command lines of running processes that belong to the cluster (they name its state
-    directory: every component, and containerd's shims through their socket path)."""
+def processes_under(directory: Path) -> list[str]:
+    """`pid: command line` of running processes that name a path under `directory`."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -260,9 +275,15 @@ def our_processes() -> list[str]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if str(STATE_DIR) in cmdline:
+        if f"{directory}/" in cmdline:
             found.append(f"{entry.name}: {cmdline.strip()}")
     return found
+
+
+def our_processes() -> list[str]:
+    """Running processes that belong to the cluster (they name its state directory: every
+    component, and containerd's shims through their socket path)."""
+    return processes_under(STATE_DIR)
 
 
 def links() -> list[dict[str, Any]]:
