@@ -84,8 +84,14 @@ def one_run(
         for shard in shards:
             per_node[shard["node"]] += 1
         spread = sorted(per_node.values())
+        # Every merge a task, whatever its size: the server-side merge time is the stored
+        # task's.
         run = common.merge_job(
-            url, "run", MERGE_CONCURRENCY=str(concurrency), **job_settings(PREFIX)
+            url,
+            "run",
+            MERGE_CONCURRENCY=str(concurrency),
+            MERGE_SMALL_INDEX_SIZE="0",
+            **job_settings(PREFIX),
         )
         if run.exit_code != 0:
             raise RuntimeError(f"merge-job run exited {run.exit_code}: {run.stderr[-2000:]}")

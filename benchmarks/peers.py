@@ -8,9 +8,10 @@ segments, so every tool should merge every one of them.
 1. Planning (dry run) on --plan-indices indices: requests each tool sends before it
    would merge anything. merge-job: `plan`; Curator: `--dry-run`; the curl loop: its
    one listing request.
-2. Real run on --run-indices indices, made afresh for each tool (merge-job twice: as
-   configured by default, and with MERGE_CONCURRENCY=2, one merge queued behind the
-   running one on the node): requests, wall time,
+2. Real run on --run-indices indices, made afresh for each tool (merge-job three times:
+   as configured by default, with MERGE_SMALL_INDEX_SIZE=0 (every merge a task, as for
+   indices of production size), and with MERGE_CONCURRENCY=2, one merge queued behind the
+   running one on the node): requests, requests per merged index, wall time,
    and whether (and when) every index was merged. Blocking tools have merged everything
    when they exit, so time-to-all-merged is their wall time. Then each tool runs again on
    the merged indices: what a nightly run costs when there is nothing left to do.
@@ -125,11 +126,13 @@ def curator_files(directory: Path, proxy_url: str) -> tuple[Path, Path]:
 def run_tool(tool: str, url: str, *, dry: bool) -> tuple[common.Measured, list[RecordedRequest]]:
     """One tool through a fresh recording proxy."""
     with recording_proxy(url) as proxy:
-        if tool in (MERGE_JOB, MERGE_JOB_QUEUED):
+        if tool in (MERGE_JOB, MERGE_JOB_QUEUED, MERGE_JOB_TASKS):
             command = "plan" if dry else "run"
             settings = job_settings(PREFIX)
             if tool == MERGE_JOB_QUEUED:
                 settings["MERGE_CONCURRENCY"] = "2"
+            if tool == MERGE_JOB_TASKS:
+                settings["MERGE_SMALL_INDEX_SIZE"] = "0"
             run = common.merge_job(proxy.url, command, "--output", "json", **settings)
         elif tool == "curator":
             with tempfile.TemporaryDirectory() as tmp:
@@ -147,6 +150,14 @@ def run_tool(tool: str, url: str, *, dry: bool) -> tuple[common.Measured, list[R
     return run, recorded
 
 
+def planning_requests(recorded: list[RecordedRequest]) -> int:
+    """The requests before the first force-merge POST."""
+    for position, request in enumerate(recorded):
+        if request.method == "POST" and request.path.endswith("/_forcemerge"):
+            return position
+    return len(recorded)
+
+
 def merges_sent(recorded: list[RecordedRequest]) -> int:
     return sum(1 for r in recorded if r.method == "POST" and r.path.endswith("/_forcemerge"))
 
@@ -156,8 +167,11 @@ MERGE_JOB = "merge-job"
 # still merges one at a time (one force-merge thread up to 2.19): the job's round trips
 # between merges hide behind the queued one.
 MERGE_JOB_QUEUED = "merge-job, 1 queued"
+# MERGE_SMALL_INDEX_SIZE=0: every merge a task and its poll, as for indices of production
+# size (the default merges these small ones with one blocking request each).
+MERGE_JOB_TASKS = "merge-job, tasks only"
 TOOLS = (MERGE_JOB, "curator", "curl loop")
-RUN_TOOLS = (MERGE_JOB, MERGE_JOB_QUEUED, "curator", "curl loop")
+RUN_TOOLS = (MERGE_JOB, MERGE_JOB_TASKS, MERGE_JOB_QUEUED, "curator", "curl loop")
 
 
 def medians(trials: list[dict[str, Any]]) -> dict[str, Any]:
@@ -225,6 +239,10 @@ def run_rows(
                 "indices": count,
                 "requests": len(recorded),
                 "forcemerge_posts": merges_sent(recorded),
+                # After the planning requests (8 for merge-job; Curator's grow with N).
+                "requests_per_merged_index": common.ratio(
+                    len(recorded) - planning_requests(recorded), merges_sent(recorded)
+                ),
                 "wall_s": round(run.wall_s, 3),
                 "time_to_all_merged_s": None if left else round(run.wall_s, 3),
                 "not_merged": len(left),

@@ -35,6 +35,9 @@ DEFAULT_INDEX_TIMEOUT = "6h"
 DEFAULT_REQUIRE_HEALTH = "yellow"
 DEFAULT_CONCURRENCY = 1
 DEFAULT_DISK_HEADROOM = 1.0
+# Below this primary store size a force-merge ends in well under a second, so a task's
+# poll (one more round trip) would be a large share of it: one blocking request instead.
+DEFAULT_SMALL_INDEX_SIZE = "16mb"
 DEFAULT_AUTH = "auto"
 DEFAULT_REQUEST_TIMEOUT = "30s"
 DEFAULT_LOG_FORMAT = "auto"
@@ -128,6 +131,20 @@ def _float_in(low: float, high: float | None) -> Callable[[str], float]:
         return value
 
     return parse
+
+
+_BYTE_SIZE_RE = re.compile(r"^(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>b|kb|mb|gb|tb)?$", re.IGNORECASE)
+_BYTE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
+
+
+def parse_byte_size(text: str) -> int:
+    """`16mb`, `512kb`, `1gb`, `0`: OpenSearch's byte-size units (1024-based); a bare
+    number is bytes."""
+    match = _BYTE_SIZE_RE.match(text.strip())
+    if match is None:
+        raise ValueError("expected a size like 0, 512kb, 16mb or 1gb")
+    unit = (match.group("unit") or "b").lower()
+    return int(float(match.group("number")) * _BYTE_UNITS[unit])
 
 
 def _choice(*choices: str) -> Callable[[str], str]:
@@ -456,6 +473,16 @@ OPTIONS: tuple[Option, ...] = (
         default=str(DEFAULT_CONCURRENCY),
     ),
     Option(
+        "small_index_size",
+        "MERGE_SMALL_INDEX_SIZE",
+        ("--small-index-size",),
+        parse_byte_size,
+        "indices whose primaries are smaller than this are merged with one blocking request "
+        "instead of a task to poll (their merge ends in well under a second); 0 = always a task",
+        "size like 0, 512kb, 16mb, 1gb",
+        default=DEFAULT_SMALL_INDEX_SIZE,
+    ),
+    Option(
         "disk_headroom",
         "MERGE_DISK_HEADROOM",
         ("--disk-headroom",),
@@ -597,6 +624,7 @@ class Settings:
     require_health: str = DEFAULTS["require_health"]
     dry_run: bool = DEFAULTS["dry_run"]
     concurrency: int = DEFAULTS["concurrency"]
+    small_index_size: int = DEFAULTS["small_index_size"]
     disk_headroom: float = DEFAULTS["disk_headroom"]
     auth: AuthMode = AuthMode.NONE
     basic_auth_user: str | None = None

@@ -17,8 +17,10 @@ so a newcomer reads the algorithm in `advance()`:
   planning's, at most CHECK_MAX_AGE_S old and asked after the run's latest force-merge
   POST (while the previous merge ran, never across it); else the index is read alone.
 - SUBMIT posts `_forcemerge`: as a task (`wait_for_completion=false`) to POLL, or as one
-  blocking call. A POST cut before its answer says nothing about the merge, so it is
-  never resent blindly: WATCH decides from the index.
+  blocking call (engines without task-based force-merge, and indices smaller than
+  MERGE_SMALL_INDEX_SIZE: their merge ends before a poll's round trip would). A POST cut
+  before its answer says nothing about the merge, so it is never resent blindly: WATCH
+  decides from the index.
 - POLL long-polls the task (the first wait is long: the server answers the moment the
   merge ends, so a short merge costs one poll); a task the cluster no longer knows (node
   restarted, result not stored) goes to TASK_VANISHED, which decides from the index.
@@ -138,6 +140,10 @@ def segments_by_copy(copies: tuple[ShardCopy, ...]) -> dict[str, int]:
     return {c.label: c.segments for c in copies}
 
 
+def _primary_bytes(copies: tuple[ShardCopy, ...]) -> int:
+    return sum(c.store_bytes for c in copies if c.primary)
+
+
 def _all_started(copies: tuple[ShardCopy, ...]) -> bool:
     return bool(copies) and all(c.state == STARTED for c in copies)
 
@@ -147,6 +153,14 @@ def _maybe_started(err: opensearchpy.TransportError) -> bool:
     if isinstance(err, opensearchpy.ConnectionError):
         return True
     return isinstance(err, RetryableStatusError) and err.status_code in (502, 503, 504)
+
+
+def _post_failure(err: opensearchpy.TransportError) -> str:
+    """Why a force-merge POST failed, the same words whichever way it was sent: a 4xx is
+    the cluster refusing the request; anything else failed while merging."""
+    status = err.status_code if isinstance(err.status_code, int) else 0
+    verb = "rejected" if 400 <= status < 500 else "failed"
+    return f"force-merge {verb}: {err}"
 
 
 def _task_parameter_refused(err: opensearchpy.TransportError) -> bool:
@@ -247,6 +261,7 @@ class IndexMerge:
         self.index = item.index
         self.use_task = use_task  # the mode of this merge; may fall back to blocking
         self.task_refused = False  # learned: the engine refused the task parameter
+        self.small = False  # blocking because the index is small (decided at CHECK)
         self.stop = stop or threading.Event()
         self.clock = clock
         self.pacing = pacing
@@ -381,6 +396,11 @@ class IndexMerge:
         if self.target_reached(before):
             self._finish(Status.SKIPPED, "merged since planning", SkipReason.ALREADY_MERGED)
             return
+        if self.use_task and _primary_bytes(before) < self.settings.small_index_size:
+            # Merged before a task's poll could even ask: one blocking request spares that
+            # round trip (Curator's way for every index). Cut after MERGE_REQUEST_TIMEOUT, it
+            # is watched like any cut request.
+            self.use_task, self.small = False, True
         self.outcome.segments_before = segments_by_copy(before)
         self.outcome.store_bytes_before = sum(c.store_bytes for c in before)
         self.outcome.deleted_before = sum(c.deleted for c in before)
@@ -391,6 +411,7 @@ class IndexMerge:
             segments_before=self.outcome.segments_before,
             store_bytes=self.outcome.store_bytes_before,
             mode="task" if self.use_task else "blocking",
+            primary_bytes=_primary_bytes(before),
             params=self._params(),
         )
         self._go(Step.SUBMIT)
@@ -417,7 +438,7 @@ class IndexMerge:
                 log.warning("merge_connection_lost", index=self.index, error=str(err)[:300])
                 self._go(Step.WATCH)
             else:
-                self._finish(Status.FAILED, f"force-merge rejected: {err}")
+                self._finish(Status.FAILED, _post_failure(err))
             return
         task_id = response.get("task") if isinstance(response, dict) else None
         if not task_id:
@@ -427,19 +448,26 @@ class IndexMerge:
         self._go(Step.POLL)
 
     def _submit_blocking(self) -> None:
-        """Clusters without task-based force-merge: one long request, then watch if cut."""
+        """One request that answers when the merge ends, then watch if cut.
+
+        Engines without task-based force-merge wait as long as the index timeout allows; a
+        small index's request is cut after MERGE_REQUEST_TIMEOUT (a merge that small has
+        queued behind others on its node, and watching follows it from there)."""
         self.task_id = self.outcome.task_id = None
+        timeout_s = max(1.0, self.timeout_at - self.clock())
+        if self.small:
+            timeout_s = min(timeout_s, self.settings.request_timeout.total_seconds())
         self.reads.posting()
         try:
             response: Mapping[str, Any] = self.cluster.forcemerge(
-                self.index, self._params(), timeout_s=max(1.0, self.timeout_at - self.clock())
+                self.index, self._params(), timeout_s=timeout_s
             )
         except opensearchpy.NotFoundError:
             self._finish(Status.GONE, "index deleted before the merge ended")
             return
         except opensearchpy.TransportError as err:
             if not _maybe_started(err):
-                self._finish(Status.FAILED, f"force-merge failed: {err}")
+                self._finish(Status.FAILED, _post_failure(err))
                 return
             # Load balancers cut long requests (or answer 504); the merge goes on server-side.
             log.warning("merge_connection_lost", index=self.index, error=str(err)[:300])

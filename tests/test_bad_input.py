@@ -112,6 +112,11 @@ STRATEGIES: dict[str, st.SearchStrategy[str]] = {
     "require_health": _not_in("green", "yellow"),
     "dry_run": _not_in("true", "false", "1", "0", "yes", "no"),
     "concurrency": _INT_AT_LEAST_ONE,
+    "small_index_size": st.one_of(
+        _LETTERS,  # no number
+        st.integers(1, 10**6).map(lambda n: f"-{n}mb"),  # negative
+        st.integers(0, 10**6).map(lambda n: f"{n}pb"),  # a unit OpenSearch does not have
+    ),
     "disk_headroom": st.one_of(_BAD_FLOAT, st.floats(-1e9, -0.0001).map(str)),
     "auth": _not_in("auto", "sigv4", "basic", "none"),
     "region": _BAD_REGION,

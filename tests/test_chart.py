@@ -286,6 +286,7 @@ def test_structured_values_render_to_the_contract_env() -> None:
     assert env["MERGE_ONLY_EXPUNGE_DELETES"] == "true"
     assert env["MERGE_MIN_DELETED_RATIO"] == "0.2"
     assert env["MERGE_DISK_HEADROOM"] == "1.5"
+    assert env["MERGE_SMALL_INDEX_SIZE"] == "64mb"
     assert env["MERGE_DRY_RUN"] == "true"
     assert env["AWS_REGION"] == "ap-northeast-1"
     secret_env = container_env(

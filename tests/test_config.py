@@ -42,6 +42,7 @@ def test_defaults_match_the_contract() -> None:
     assert s.dry_run is False
     assert s.concurrency == 1
     assert s.disk_headroom == 1.0
+    assert s.small_index_size == 16 * 1024**2
     assert s.auth is AuthMode.NONE
     assert s.verify_tls is True
     assert s.request_timeout == dt.timedelta(seconds=30)
@@ -71,6 +72,7 @@ def test_environment_values_are_parsed() -> None:
         MERGE_DRY_RUN="1",
         MERGE_CONCURRENCY="3",
         MERGE_DISK_HEADROOM="2",
+        MERGE_SMALL_INDEX_SIZE="1.5GB",
         MERGE_REQUEST_TIMEOUT="1m",
         LOG_FORMAT="json",
         LOG_LEVEL="debug",
@@ -88,6 +90,7 @@ def test_environment_values_are_parsed() -> None:
     assert s.dry_run is True
     assert s.concurrency == 3
     assert s.disk_headroom == 2.0
+    assert s.small_index_size == 1536 * 1024**2
     assert s.request_timeout == dt.timedelta(minutes=1)
     assert (s.log_format, s.log_level) == ("json", "debug")
     assert not s.merges_allowed

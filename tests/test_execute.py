@@ -39,11 +39,17 @@ from merge_job.snapshot import PLANNING_REQUESTS, ShardCopy, TaskStatus
 from tests.support.fake_opensearch import FakeOpenSearch, FakeTransport
 
 FAST = Pacing(poll_initial_s=0.001, poll_max_s=0.005, verify_delays_s=(0.0, 0.001))
+# A copy's store size unless a test says otherwise: production-sized, above the default
+# MERGE_SMALL_INDEX_SIZE, so merges take the task path the engine offers.
+LARGE = 1024**3
 
 
-def copies(segments: int, nodes: tuple[str, ...] = ("n1",)) -> tuple[ShardCopy, ...]:
+def copies(
+    segments: int, nodes: tuple[str, ...] = ("n1",), store_bytes: int = LARGE
+) -> tuple[ShardCopy, ...]:
     return tuple(
-        ShardCopy(0, i == 0, node, "STARTED", segments, 10, 0, 1000) for i, node in enumerate(nodes)
+        ShardCopy(0, i == 0, node, "STARTED", segments, 10, 0, store_bytes)
+        for i, node in enumerate(nodes)
     )
 
 
@@ -65,6 +71,8 @@ class FakeCluster:
         self.lock = threading.Lock()
         self.refreshed: list[str] = []
         self.reads: list[tuple[str, ...]] = []  # the indices of every stats read
+        self.store_bytes: dict[str, int] = {}  # per copy; LARGE unless set
+        self.post_timeouts: list[float | None] = []
 
     def health(self) -> str:
         return self.health_status
@@ -76,20 +84,24 @@ class FakeCluster:
         self.reads.append((index,))
         if index in self.gone:
             raise IndexGoneError(index)
-        return copies(self.segments[index], self.nodes.get(index, ("n1",)))
+        return self._copies(index)
+
+    def _copies(self, index: str) -> tuple[ShardCopy, ...]:
+        return copies(
+            self.segments[index],
+            self.nodes.get(index, ("n1",)),
+            self.store_bytes.get(index, LARGE),
+        )
 
     def copies_of(self, indices: Sequence[str]) -> dict[str, tuple[ShardCopy, ...]]:
         self.reads.append(tuple(indices))
-        return {
-            i: copies(self.segments[i], self.nodes.get(i, ("n1",)))
-            for i in indices
-            if i not in self.gone
-        }
+        return {i: self._copies(i) for i in indices if i not in self.gone}
 
     def forcemerge(
         self, index: str, params: Mapping[str, str], timeout_s: float | None = None
     ) -> Any:
         self.posts.append((index, dict(params)))
+        self.post_timeouts.append(timeout_s)
         if index in self.post_error:
             raise self.post_error.pop(index)
         if self.merge_on_post:
@@ -218,6 +230,84 @@ def test_a_cut_blocking_call_is_watched_never_resent_while_a_merge_runs() -> Non
     assert merge.step is Step.VERIFY
     assert merge.run().status is Status.MERGED
     assert len(cluster.posts) == 1
+
+
+def test_a_small_index_is_merged_with_one_blocking_call_and_no_poll() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    cluster.store_bytes = {"a": 3 * 1024**2}
+    merge = one_merge(cluster, request_timeout=dt.timedelta(seconds=30))
+    assert steps_of(merge) == [Step.CHECK, Step.SUBMIT, Step.VERIFY, Step.DONE]
+    assert merge.outcome.status is Status.MERGED
+    assert cluster.posts == [("a", {"max_num_segments": "1"})]
+    # Cut after the request timeout, not the index timeout: a small merge that takes longer
+    # queued behind others, and watching follows it from there.
+    assert cluster.post_timeouts == [30.0]
+    assert merge.outcome.task_id is None
+
+
+@pytest.mark.parametrize(
+    ("primary_bytes", "threshold", "task"),
+    [
+        (16 * 1024**2 - 1, 16 * 1024**2, False),
+        (16 * 1024**2, 16 * 1024**2, True),  # "smaller than": the threshold itself is a task
+        (1, 0, True),  # 0 = always a task
+    ],
+)
+def test_the_small_index_threshold_counts_primaries_only(
+    primary_bytes: int, threshold: int, task: bool
+) -> None:
+    cluster = FakeCluster(nodes={"a": ("n1", "n2", "n3")})  # a primary and two replicas
+    cluster.segments = {"a": 5}
+    cluster.store_bytes = {"a": primary_bytes}
+    merge = one_merge(cluster, small_index_size=threshold)
+    merge.advance()  # CHECK decides the mode
+    assert merge.use_task is task
+    assert merge.run().status is Status.MERGED
+    assert ("wait_for_completion" in cluster.posts[0][1]) is task
+
+
+def test_a_small_merge_cut_by_the_request_timeout_is_watched_not_resent() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    cluster.store_bytes = {"a": 1024}
+    cluster.merge_on_post = False
+    cluster.post_error["a"] = opensearchpy.ConnectionTimeout("TIMEOUT", "read timed out", None)
+    cluster.running_expressions = [("a",)]  # queued behind another merge on its node
+    merge = one_merge(cluster)
+    for expected in (Step.CHECK, Step.SUBMIT, Step.WATCH, Step.WATCH, Step.WATCH):
+        assert merge.step is expected
+        merge.advance()
+    cluster.segments["a"] = 1
+    assert merge.run().status is Status.MERGED
+    assert len(cluster.posts) == 1
+
+
+def test_small_indices_in_a_run_cost_three_requests_each_after_the_first() -> None:
+    """POST, refresh and the verifying stats read (which carries the next indices along
+    for their check): no poll, no check of its own."""
+    cluster = FakeCluster()
+    names = [f"i{n}" for n in range(6)]
+    cluster.segments = dict.fromkeys(names, 5)
+    cluster.store_bytes = dict.fromkeys(names, 1024)
+    result, _ = execute(cluster, plan_of(*names), concurrency=1)
+    assert set(statuses(result).values()) == {Status.MERGED}
+    assert all("wait_for_completion" not in params for _, params in cluster.posts)
+    assert len(cluster.posts) == len(names)
+    assert len(cluster.refreshed) == len(names)
+    # One stats read per merge (its verification), plus the first index's check: planning
+    # answers are not kept by plan_of, so the first check reads alone.
+    assert len(cluster.reads) <= len(names) + 1
+
+
+def test_an_engine_without_tasks_keeps_the_index_timeout_for_small_indices_too() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    cluster.store_bytes = {"a": 1024}
+    merge = one_merge(cluster, task=False, index_timeout=dt.timedelta(hours=6))
+    assert merge.run().status is Status.MERGED
+    [timeout] = cluster.post_timeouts
+    assert timeout is not None and timeout > 6 * 3600 - 60
 
 
 def test_expunge_only_has_no_segment_target() -> None:

@@ -454,6 +454,8 @@ def test_a_long_merge_is_watched_to_the_end_with_only_the_designed_requests(
                 MERGE_MIN_AGE="0",
                 MERGE_INDEX_PATTERNS=index,
                 MERGE_REQUEST_TIMEOUT=REQUEST_TIMEOUT,
+                # The task and its polls whatever the index's size: what this test is about.
+                MERGE_SMALL_INDEX_SIZE="0",
             )
             requests = list(proxy.requests)
         assert run.exit_code == 0, run.stderr
@@ -501,3 +503,62 @@ def test_a_long_merge_is_watched_to_the_end_with_only_the_designed_requests(
             f"{docs} documents merged in {finished['duration_s']}s, under {LONG_MERGE_S}s: "
             "no long merge made on this engine"
         )
+
+
+QUEUED_REQUEST_TIMEOUT = "1s"
+
+
+@pytest.mark.one_version
+def test_a_small_index_queued_behind_a_long_merge_is_watched_once_its_request_is_cut(
+    cluster: OpenSearchNode, record_property: Callable[[str, object], None]
+) -> None:
+    """A small index is merged with one blocking request (below MERGE_SMALL_INDEX_SIZE).
+    When its merge waits behind a long one on the node (one force-merge thread up to 2.19,
+    max(1, cores/8) from 3.0), the request is cut after MERGE_REQUEST_TIMEOUT and the merge
+    is followed from the index to its end: merged, one POST, never resent. A machine that
+    merges the long index before the cut proves nothing: the test then tries a larger one."""
+    cluster.require("task_forcemerge")
+    queued = False
+    big_indices: list[str] = []
+    try:
+        for attempt, docs in enumerate((96_000, 384_000)):
+            small = plain_index(cluster.client, f"rel-queued-small-{attempt}", segments=4)
+            big = large_index(cluster.client, f"rel-queued-big-{attempt}", docs=docs)
+            big_indices.append(big)
+            # The long merge, started by someone else (a task: the test does not wait).
+            cluster.client.transport.perform_request(
+                "POST",
+                f"/{big}/_forcemerge",
+                params={"max_num_segments": "1", "wait_for_completion": "false"},
+            )
+            with recording_proxy(cluster.url) as proxy:
+                run = run_job(
+                    proxy.url,
+                    "run",
+                    MERGE_MIN_AGE="0",
+                    MERGE_INDEX_PATTERNS=small,
+                    MERGE_REQUEST_TIMEOUT=QUEUED_REQUEST_TIMEOUT,
+                )
+            assert run.exit_code == 0, run.stderr
+            [started] = run.named("merge_started")
+            assert started["mode"] == "blocking", started
+            [finished] = run.named("merge_finished")
+            assert finished["status"] == "merged", finished
+            queued = bool(run.named("merge_connection_lost"))
+            if queued:
+                break
+    finally:
+        cluster.client.indices.delete(index=",".join(big_indices), ignore_unavailable=True)
+
+    record_property("docs_of_the_long_merge", docs)
+    record_property("small_merge_s", finished["duration_s"])
+    if not queued:
+        pytest.skip(
+            f"{docs} documents merged before a {QUEUED_REQUEST_TIMEOUT} cut: nothing queued"
+        )
+    [post] = forcemerges(proxy, small)  # never resent
+    assert "wait_for_completion" not in post.query
+    assert run.named("merge_resubmitted") == []
+    assert finished["duration_s"] >= parse_duration(QUEUED_REQUEST_TIMEOUT).total_seconds()
+    assert set(segment_counts(cluster.client, small).values()) == {1}
+
