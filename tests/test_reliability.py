@@ -561,4 +561,3 @@ def test_a_small_index_queued_behind_a_long_merge_is_watched_once_its_request_is
     assert run.named("merge_resubmitted") == []
     assert finished["duration_s"] >= parse_duration(QUEUED_REQUEST_TIMEOUT).total_seconds()
     assert set(segment_counts(cluster.client, small).values()) == {1}
-
