@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -182,3 +183,17 @@ def base_parser(description: str) -> argparse.ArgumentParser:
         help="where the JSON results go (default: benchmarks/results)",
     )
     return parser
+
+
+def medians(trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from repeated trials of a tool: the median of every number, and each
+    trial's wall time (`walls_s`) so the spread shows."""
+    row = dict(trials[0])
+    for key in trials[0]:
+        values = [t[key] for t in trials]
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            row[key] = statistics.median(values)
+        elif any(v is None for v in values):
+            row[key] = None  # e.g. not every trial merged everything
+    row["walls_s"] = [t.get("wall_s", t.get("dry_run_wall_s")) for t in trials]
+    return row

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -174,20 +173,6 @@ TOOLS = (MERGE_JOB, "curator", "curl loop")
 RUN_TOOLS = (MERGE_JOB, MERGE_JOB_TASKS, MERGE_JOB_QUEUED, "curator", "curl loop")
 
 
-def medians(trials: list[dict[str, Any]]) -> dict[str, Any]:
-    """One row from repeated trials of a tool: the median of every number, and each
-    trial's wall time (`walls_s`) so the spread shows."""
-    row = dict(trials[0])
-    for key in trials[0]:
-        values = [t[key] for t in trials]
-        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-            row[key] = statistics.median(values)
-        elif any(v is None for v in values):
-            row[key] = None  # e.g. not every trial merged everything
-    row["walls_s"] = [t.get("wall_s", t.get("dry_run_wall_s")) for t in trials]
-    return row
-
-
 def planning_rows(url: str, count: int, repeats: int = 1) -> list[dict[str, Any]]:
     """Dry runs of every tool, interleaved (tool after tool, `repeats` rounds), medians."""
     names = data.index_names(count, prefix=PREFIX)
@@ -209,7 +194,7 @@ def planning_rows(url: str, count: int, repeats: int = 1) -> list[dict[str, Any]
                 )
     finally:
         data.delete_indices(url, PREFIX)
-    rows = [medians(trials[tool]) for tool in TOOLS]
+    rows = [common.medians(trials[tool]) for tool in TOOLS]
     base = rows[0]
     for row in rows:
         row["requests_vs_merge_job"] = common.ratio(
@@ -251,7 +236,7 @@ def run_rows(
                 "rerun_wall_s": round(again.wall_s, 3),
             }
         )
-    rows = [medians(trials[tool]) for tool in RUN_TOOLS]
+    rows = [common.medians(trials[tool]) for tool in RUN_TOOLS]
     for row in rows:
         row["not_merged"] = max(t["not_merged"] for t in trials[row["tool"]])
     base = rows[0]
