@@ -36,9 +36,12 @@ def _run_node(
     settings: Mapping[str, str],
     network: str | None = None,
     publish: tuple[int, ...] = (9200,),
+    cpus: float | None = None,
 ) -> list[str]:
     """Start one node container; the loopback URLs of its published HTTP ports."""
     argv = ["run", "-d", "--name", name, "--label", f"{LABEL}={os.getpid()}"]
+    if cpus is not None:
+        argv += ["--cpus", str(cpus)]
     argv += ["-e", f"OPENSEARCH_JAVA_OPTS=-Xms{heap} -Xmx{heap}"]
     for port in publish:
         argv += ["-p", f"127.0.0.1::{port}"]
@@ -94,8 +97,14 @@ def single_node(image: str, heap: str = "1g", **settings: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def three_nodes(image: str, heap: str = "384m", **settings: str) -> Iterator[list[str]]:
+def three_nodes(
+    image: str, heap: str = "384m", cpus: float | None = None, **settings: str
+) -> Iterator[list[str]]:
     """Three cluster-manager-eligible data nodes, one container each; yields their URLs.
+
+    `cpus` caps each node's CPU share (`docker run --cpus`): nodes on one machine then
+    merge side by side as nodes on their own machines do, instead of taking turns on
+    the same cores.
 
     The containers share the first one's network namespace and talk over loopback
     (transport ports 9300-9302, HTTP 9200-9202): a node whose transport is bound to a
@@ -117,9 +126,10 @@ def three_nodes(image: str, heap: str = "384m", **settings: str) -> Iterator[lis
             node = {**cluster, "node.name": name, "http.port": str(9200 + i)}
             node["transport.port"] = str(9300 + i)
             if i == 0:
-                urls = _run_node(image, name, heap, node, publish=(9200, 9201, 9202))
+                urls = _run_node(image, name, heap, node, publish=(9200, 9201, 9202), cpus=cpus)
             else:
-                _run_node(image, name, heap, node, network=f"container:{names[0]}", publish=())
+                network = f"container:{names[0]}"
+                _run_node(image, name, heap, node, network=network, publish=(), cpus=cpus)
         wait_green(urls[0], nodes=3)
         yield urls
     finally:

@@ -1,7 +1,7 @@
 """Node-aware parallelism on a real 3-node cluster: sequential vs MERGE_CONCURRENCY=2xnodes.
 
     python -m benchmarks.nodes [--indices 6] [--replicas 0] [--segments 10] [--docs 50000]
-                               [--repeats 1]
+                               [--repeats 1] [--warmup 1] [--node-cpus 0.6]
 
 Starts three OpenSearch containers (small heaps) on a user-defined docker network, makes
 single-shard indices (`--replicas` copies more of each; the balancer spreads them evenly
@@ -18,6 +18,9 @@ With --urls it uses a running cluster instead (comma-separated node URLs). With
 --repeats N the two runs alternate N times (sequential, parallel, sequential, ...) and
 medians are reported, with each run's wall time: on a shared machine the load drifts
 within minutes, and a speedup means something only when both sides met the same load.
+--warmup rounds run first and are not counted. Each node container gets --node-cpus of
+CPU (0.6 by default): uncapped, three JVMs on a 2-core machine take turns on the same
+cores, which nodes of a real cluster, each on its own machine, do not.
 """
 
 from __future__ import annotations
@@ -35,6 +38,12 @@ from merge_job.execute import NODE_QUEUE
 
 PREFIX = "node-"
 TARGET_SPEEDUP = {0: 1.7, 1: 1.35}  # by replicas
+# Three nodes at 0.6 CPU each fit in two cores side by side, as nodes on machines of their
+# own merge side by side; uncapped, three JVMs on two cores merge by turns.
+DEFAULT_NODE_CPUS = 0.6
+# Event timestamps are taken in different threads: the end of a merge (its finish less
+# its verification) can come out a few milliseconds late, after the next merge's start.
+TIMESTAMP_SLACK_S = 0.02
 
 
 def server_seconds(url: str, task_ids: list[str]) -> float:
@@ -51,12 +60,13 @@ def merge_intervals(run: common.Measured) -> dict[str, list[tuple[float, float]]
     events: copies are labelled `<shard>/<p|r>/<node id>`. A merge ends when the cluster is
     done with it: its verification afterwards (`verify_s`) overlaps the next merge."""
     finished = {
-        e["index"]: common.event_time(e) - e.get("verify_s", 0.0)
+        e["index"]: common.event_time(e) - e.get("verify_s", 0.0) - TIMESTAMP_SLACK_S
         for e in run.named("merge_finished")
     }
     per_node: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for event in run.named("merge_started"):
-        span = (common.event_time(event), finished[event["index"]])
+        start = common.event_time(event)
+        span = (start, max(start, finished[event["index"]]))
         for node in {label.split("/")[2] for label in event["segments_before"]}:
             per_node[node].append(span)
     return dict(per_node)
@@ -122,11 +132,11 @@ def one_run(
 
 
 @contextlib.contextmanager
-def cluster_urls(urls: str | None, image: str) -> Iterator[list[str]]:
+def cluster_urls(urls: str | None, image: str, cpus: float | None) -> Iterator[list[str]]:
     if urls:
         yield [u.strip().rstrip("/") for u in urls.split(",")]
         return
-    with cluster.three_nodes(image) as started:
+    with cluster.three_nodes(image, cpus=cpus) as started:
         yield started
 
 
@@ -140,18 +150,32 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument(
         "--repeats", type=int, default=1, help="rounds, runs alternated; medians reported"
     )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="rounds run first and not counted (the nodes' JIT warms up over the first "
+        "merges, which would flatter whichever run comes later)",
+    )
+    parser.add_argument(
+        "--node-cpus",
+        type=float,
+        default=DEFAULT_NODE_CPUS,
+        help="CPU share of each node container (0: no cap); a shared machine's cores "
+        "would otherwise make the nodes take turns, which no real cluster does",
+    )
     args = parser.parse_args(argv)
     names = data.index_names(args.indices, prefix=PREFIX)
-    with cluster_urls(args.urls, args.image) as urls:
+    with cluster_urls(args.urls, args.image, args.node_cpus or None) as urls:
         url = urls[0]
         nodes = len(requests.get(f"{url}/_cat/nodes", params={"format": "json"}, timeout=60).json())
         concurrencies = (1, 2 * nodes)
         trials: dict[int, list[dict[str, Any]]] = {c: [] for c in concurrencies}
-        for _ in range(args.repeats):
+        for round_number in range(args.warmup + args.repeats):
             for concurrency in concurrencies:
-                trials[concurrency].append(
-                    one_run(url, names, args.segments, args.docs, concurrency, args.replicas)
-                )
+                trial = one_run(url, names, args.segments, args.docs, concurrency, args.replicas)
+                if round_number >= args.warmup:
+                    trials[concurrency].append(trial)
     rows = []
     for concurrency in concurrencies:
         row = common.medians(trials[concurrency])
@@ -174,6 +198,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             "settings": job_settings(PREFIX),
             "replicas": args.replicas,
             "repeats": args.repeats,
+            "warmup_rounds": args.warmup,
+            "node_cpus": args.node_cpus or None,
             "node_queue": NODE_QUEUE,
             "targets": {"speedup_min": TARGET_SPEEDUP.get(args.replicas)},
         },
