@@ -3,7 +3,7 @@
     python -m benchmarks.nodes [--indices 6] [--replicas 0] [--segments 10] [--docs 50000]
                                [--repeats 1] [--warmup 1] [--node-cpus 0.6]
 
-Starts three OpenSearch containers (small heaps) on a user-defined docker network, makes
+Starts three OpenSearch containers (small heaps, one network namespace), makes
 single-shard indices (`--replicas` copies more of each; the balancer spreads them evenly
 over the nodes), and runs `merge-job run` twice on identical data: once sequential, once
 with MERGE_CONCURRENCY=2 x nodes (the per-node bound, one running and one queued, is
