@@ -396,7 +396,8 @@ class IndexMerge:
         if self.target_reached(before):
             self._finish(Status.SKIPPED, "merged since planning", SkipReason.ALREADY_MERGED)
             return
-        if self.use_task and _primary_bytes(before) < self.settings.small_index_size:
+        primary_bytes = _primary_bytes(before)
+        if self.use_task and primary_bytes < self.settings.small_index_size:
             # Merged before a task's poll could even ask: one blocking request spares that
             # round trip (Curator's way for every index). Cut after MERGE_REQUEST_TIMEOUT, it
             # is watched like any cut request.
@@ -411,7 +412,7 @@ class IndexMerge:
             segments_before=self.outcome.segments_before,
             store_bytes=self.outcome.store_bytes_before,
             mode="task" if self.use_task else "blocking",
-            primary_bytes=_primary_bytes(before),
+            primary_bytes=primary_bytes,
             params=self._params(),
         )
         self._go(Step.SUBMIT)

@@ -215,13 +215,21 @@ def test_a_refused_task_parameter_switches_this_merge_to_blocking() -> None:
     assert merge.outcome.status is Status.MERGED
 
 
-def test_a_cut_blocking_call_is_watched_never_resent_while_a_merge_runs() -> None:
+@pytest.mark.parametrize(
+    ("task", "store_bytes"),
+    [(False, LARGE), (True, 1024)],
+    ids=["engine without tasks", "small index"],
+)
+def test_a_cut_blocking_call_is_watched_never_resent_while_a_merge_runs(
+    task: bool, store_bytes: int
+) -> None:
     cluster = FakeCluster()
     cluster.segments = {"a": 5}
+    cluster.store_bytes = {"a": store_bytes}
     cluster.merge_on_post = False
     cluster.post_error["a"] = opensearchpy.ConnectionTimeout("TIMEOUT", "read timed out", None)
-    cluster.running_expressions = [("a",)]
-    merge = one_merge(cluster, task=False)
+    cluster.running_expressions = [("a",)]  # e.g. queued behind another merge on its node
+    merge = one_merge(cluster, task=task)
     for expected in (Step.CHECK, Step.SUBMIT, Step.WATCH, Step.WATCH, Step.WATCH, Step.WATCH):
         assert merge.step is expected
         merge.advance()
@@ -230,6 +238,9 @@ def test_a_cut_blocking_call_is_watched_never_resent_while_a_merge_runs() -> Non
     assert merge.step is Step.VERIFY
     assert merge.run().status is Status.MERGED
     assert len(cluster.posts) == 1
+    # One blocking request in both cases: the small index was not sent as a task.
+    assert "wait_for_completion" not in cluster.posts[0][1]
+    assert merge.small is task
 
 
 def test_a_small_index_is_merged_with_one_blocking_call_and_no_poll() -> None:
@@ -265,22 +276,6 @@ def test_the_small_index_threshold_counts_primaries_only(
     assert merge.use_task is task
     assert merge.run().status is Status.MERGED
     assert ("wait_for_completion" in cluster.posts[0][1]) is task
-
-
-def test_a_small_merge_cut_by_the_request_timeout_is_watched_not_resent() -> None:
-    cluster = FakeCluster()
-    cluster.segments = {"a": 5}
-    cluster.store_bytes = {"a": 1024}
-    cluster.merge_on_post = False
-    cluster.post_error["a"] = opensearchpy.ConnectionTimeout("TIMEOUT", "read timed out", None)
-    cluster.running_expressions = [("a",)]  # queued behind another merge on its node
-    merge = one_merge(cluster)
-    for expected in (Step.CHECK, Step.SUBMIT, Step.WATCH, Step.WATCH, Step.WATCH):
-        assert merge.step is expected
-        merge.advance()
-    cluster.segments["a"] = 1
-    assert merge.run().status is Status.MERGED
-    assert len(cluster.posts) == 1
 
 
 def test_small_indices_in_a_run_cost_three_requests_each_after_the_first() -> None:
