@@ -37,6 +37,7 @@ class Measured:
     wall_s: float
     max_rss_mb: float
     cpu_s: float = 0.0  # user + system: less sensitive than wall time to a loaded machine
+    started: float = 0.0  # time.monotonic() just before the process was started
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -58,19 +59,19 @@ def run_measured(
     """Run `argv`, wait with wait4() so the peak RSS is this child's own (not the max over
     every child this process ever had)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
+        started = time.monotonic()
         process = subprocess.Popen(argv, stdout=out, stderr=err, env=dict(env or os.environ))
         deadline = started + timeout
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
-            if time.perf_counter() > deadline:
+            if time.monotonic() > deadline:
                 process.kill()
                 pid, status, usage = os.wait4(process.pid, 0)
                 break
             time.sleep(0.002)
-        wall = time.perf_counter() - started
+        wall = time.monotonic() - started
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
@@ -81,6 +82,7 @@ def run_measured(
             wall_s=wall,
             max_rss_mb=usage.ru_maxrss / 1024,  # kilobytes on Linux
             cpu_s=usage.ru_utime + usage.ru_stime,
+            started=started,
         )
 
 

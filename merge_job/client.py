@@ -12,6 +12,7 @@ import time
 import urllib.parse
 import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import opensearchpy
@@ -242,19 +243,28 @@ class ClusterClient:
     def planning_responses(self) -> dict[str, Any]:
         """The raw responses of PLANNING_REQUESTS (fixed count, whatever the index count).
 
-        An index with `index.blocks.metadata` makes the stats and aliases APIs refuse the
-        whole request (403 cluster_block_exception), so when the cluster state (read
-        first) shows one, those two requests name every index but the blocked ones.
+        Sent side by side: each is one small read, and one after another they cost a round
+        trip each before the first merge. An index with `index.blocks.metadata` makes the
+        stats and aliases APIs refuse the whole request (403 cluster_block_exception), so
+        those two wait for the cluster state and, when it shows one, name every index but
+        the blocked ones. Errors are raised in catalogue order: the root's first, so an
+        unsupported engine is still told from its answer.
         """
-        responses: dict[str, Any] = {}
-        for key, (path, params) in PLANNING_REQUESTS.items():
-            prefix = ""
-            if key in ALL_INDICES_READS and responses.get("metadata"):
-                unreadable = unreadable_indices(responses["metadata"])
-                if unreadable:
-                    prefix = index_path(",".join(["*", *(f"-{i}" for i in unreadable)]))
-            responses[key] = self.get(prefix + path, params)
-        return responses
+        with ThreadPoolExecutor(len(PLANNING_REQUESTS), thread_name_prefix="planning") as pool:
+
+            def send(key: str, prefix: str = "") -> Future[Any]:
+                path, params = PLANNING_REQUESTS[key]
+                return pool.submit(self.get, prefix + path, params)
+
+            sent = {key: send(key) for key in PLANNING_REQUESTS if key not in ALL_INDICES_READS}
+            if sent["metadata"].exception() is None:
+                unreadable = unreadable_indices(sent["metadata"].result() or {})
+                prefix = index_path(",".join(["*", *(f"-{i}" for i in unreadable)]))
+                for key in ALL_INDICES_READS:
+                    sent[key] = send(key, prefix if unreadable else "")
+            # "metadata" comes before ALL_INDICES_READS in the catalogue: when it failed,
+            # its error is raised before the reads that were never sent are looked up.
+            return {key: sent[key].result() for key in PLANNING_REQUESTS}
 
     def snapshot(self) -> ClusterSnapshot:
         return parse_snapshot(self.planning_responses())

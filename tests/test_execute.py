@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -906,15 +907,65 @@ def test_task_long_poll_timeout_means_still_running() -> None:
         cluster.task("n:1")  # without a wait a timeout is an error like any other
 
 
+def planning_answers(**overrides: Any) -> Callable[[str, str], Any]:
+    """Answers to the planning GETs by path (they are sent side by side, in no set order)."""
+    answers: dict[str, Any] = {
+        "/": {"version": {"number": "2.19.6", "distribution": "opensearch"}},
+        "/_cluster/health": {"status": "green"},
+        **overrides,
+    }
+
+    def answer(method: str, path: str) -> Any:
+        for prefix, outcome in answers.items():
+            if path == prefix or (prefix != "/" and path.endswith(prefix)):
+                return outcome
+        return {}
+
+    return answer
+
+
 def test_planning_is_a_fixed_list_of_gets() -> None:
-    outcomes: list[Any] = [{} for _ in PLANNING_REQUESTS]
-    outcomes[0] = {"version": {"number": "2.19.6", "distribution": "opensearch"}}
-    outcomes[1] = {"status": "green"}
-    outcomes[5] = []
-    cluster, transport = adapter(outcomes, [])
-    cluster.snapshot()
-    assert [m for m, _ in transport.calls] == ["GET"] * len(PLANNING_REQUESTS)
-    assert len(transport.calls) <= 8
+    fake = FakeOpenSearch(planning_answers())
+    ClusterClient(fake).snapshot()  # type: ignore[arg-type]
+    sent = sorted(fake.transport.calls)
+    assert sent == sorted(("GET", path) for path, _ in PLANNING_REQUESTS.values())
+    assert len(sent) <= 8
+
+
+def test_planning_leaves_metadata_blocked_indices_out_of_the_reads_that_refuse_them() -> None:
+    blocked = {
+        "blocks": {
+            "indices": {
+                "locked": {
+                    "9": {"description": "index metadata (api)", "levels": ["metadata_read"]}
+                },
+                "readonly": {"5": {"description": "index read-only (api)", "levels": ["write"]}},
+            }
+        }
+    }
+    fake = FakeOpenSearch(planning_answers(**{"/_cluster/state/metadata,blocks": blocked}))
+    ClusterClient(fake).snapshot()  # type: ignore[arg-type]
+    paths = [urllib.parse.unquote(path) for _, path in fake.transport.calls]
+    assert len(paths) == len(PLANNING_REQUESTS)
+    # Only the reads that fail as a whole on such an index name the others; the index
+    # with a write block is readable and stays in.
+    assert {p for p in paths if "-locked" in p} == {
+        "/*,-locked/_alias",
+        "/*,-locked/_stats/segments,docs,store",
+    }
+
+
+def test_a_failed_planning_read_is_raised_in_catalogue_order() -> None:
+    server_error = opensearchpy.TransportError(500, "internal_server_error", {})
+    missing = opensearchpy.NotFoundError(404, "not_found", {})
+    fake = FakeOpenSearch(
+        planning_answers(**{"/": server_error, "/_cluster/state/metadata,blocks": missing})
+    )
+    with pytest.raises(opensearchpy.TransportError) as raised:
+        ClusterClient(fake).snapshot()  # type: ignore[arg-type]
+    assert raised.value is server_error  # the root's, whichever answered first
+    # Without the cluster state, the reads that depend on it were never sent.
+    assert not any("_alias" in path or "_stats" in path for _, path in fake.transport.calls)
 
 
 # A force-merge refused by an index block the planner could not see (set after planning),

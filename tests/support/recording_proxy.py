@@ -37,6 +37,7 @@ class RecordedRequest:
     status: int  # RESET when the connection was reset instead of answered
     fault: str | None = None  # the fault that answered, None when the cluster did
     at: float = 0.0  # time.monotonic() when the request arrived
+    answered: float = 0.0  # time.monotonic() when its answer (or fault) was ready to send
 
     @property
     def decoded_path(self) -> str:
@@ -165,6 +166,7 @@ class RecordingProxy(LoopbackServer):
                             status,
                             fault.name if fault else None,
                             arrived,
+                            time.monotonic(),
                         )
                     )
 
