@@ -243,20 +243,25 @@ class ClusterClient:
     def planning_responses(self) -> dict[str, Any]:
         """The raw responses of PLANNING_REQUESTS (fixed count, whatever the index count).
 
-        Sent side by side: each is one small read, and one after another they cost a round
-        trip each before the first merge. An index with `index.blocks.metadata` makes the
-        stats and aliases APIs refuse the whole request (403 cluster_block_exception), so
-        those two wait for the cluster state and, when it shows one, name every index but
-        the blocked ones. Errors are raised in catalogue order: the root's first, so an
-        unsupported engine is still told from its answer.
+        The root comes first, alone: an endpoint that is unreachable, refuses our
+        credentials or is not a supported engine is then told from one request. The rest
+        go out side by side: each is one small read, and one after another they cost a
+        round trip each before the first merge. An index with `index.blocks.metadata`
+        makes the stats and aliases APIs refuse the whole request (403
+        cluster_block_exception), so those two wait for the cluster state and, when it
+        shows one, name every index but the blocked ones. Errors are raised in catalogue
+        order.
         """
+        root_path, root_params = PLANNING_REQUESTS["root"]
+        root = self.get(root_path, root_params)
         with ThreadPoolExecutor(len(PLANNING_REQUESTS), thread_name_prefix="planning") as pool:
 
             def send(key: str, prefix: str = "") -> Future[Any]:
                 path, params = PLANNING_REQUESTS[key]
                 return pool.submit(self.get, prefix + path, params)
 
-            sent = {key: send(key) for key in PLANNING_REQUESTS if key not in ALL_INDICES_READS}
+            independent = set(PLANNING_REQUESTS) - {"root", *ALL_INDICES_READS}
+            sent = {key: send(key) for key in PLANNING_REQUESTS if key in independent}
             if sent["metadata"].exception() is None:
                 unreadable = unreadable_indices(sent["metadata"].result() or {})
                 prefix = index_path(",".join(["*", *(f"-{i}" for i in unreadable)]))
@@ -264,7 +269,9 @@ class ClusterClient:
                     sent[key] = send(key, prefix if unreadable else "")
             # "metadata" comes before ALL_INDICES_READS in the catalogue: when it failed,
             # its error is raised before the reads that were never sent are looked up.
-            return {key: sent[key].result() for key in PLANNING_REQUESTS}
+            return {"root": root} | {
+                key: sent[key].result() for key in PLANNING_REQUESTS if key != "root"
+            }
 
     def snapshot(self) -> ClusterSnapshot:
         return parse_snapshot(self.planning_responses())

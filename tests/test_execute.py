@@ -955,15 +955,27 @@ def test_planning_leaves_metadata_blocked_indices_out_of_the_reads_that_refuse_t
     }
 
 
-def test_a_failed_planning_read_is_raised_in_catalogue_order() -> None:
+def test_a_failed_root_read_is_the_only_planning_request() -> None:
+    # Unreachable, refused credentials, not an engine: told from one request.
+    server_error = opensearchpy.TransportError(500, "internal_server_error", {})
+    fake = FakeOpenSearch(planning_answers(**{"/": server_error}))
+    with pytest.raises(opensearchpy.TransportError) as raised:
+        ClusterClient(fake).snapshot()  # type: ignore[arg-type]
+    assert raised.value is server_error
+    assert fake.transport.calls == [("GET", "/")]
+
+
+def test_planning_errors_are_raised_in_catalogue_order() -> None:
     server_error = opensearchpy.TransportError(500, "internal_server_error", {})
     missing = opensearchpy.NotFoundError(404, "not_found", {})
     fake = FakeOpenSearch(
-        planning_answers(**{"/": server_error, "/_cluster/state/metadata,blocks": missing})
+        planning_answers(
+            **{"/_cluster/health": server_error, "/_cluster/state/metadata,blocks": missing}
+        )
     )
     with pytest.raises(opensearchpy.TransportError) as raised:
         ClusterClient(fake).snapshot()  # type: ignore[arg-type]
-    assert raised.value is server_error  # the root's, whichever answered first
+    assert raised.value is server_error  # health's, whichever answered first
     # Without the cluster state, the reads that depend on it were never sent.
     assert not any("_alias" in path or "_stats" in path for _, path in fake.transport.calls)
 

@@ -94,7 +94,7 @@ def test_a_full_irsa_run_merges_with_every_request_verified(
 def test_credentials_expiring_during_a_run_are_refreshed_and_frozen_ones_fail(
     cluster: OpenSearchNode, sts: IrsaSts, pod: PodEnvironment, signer: str
 ) -> None:
-    """STS sessions of 3 s, a proxy adding 0.25 s per request: the run outlives its first
+    """STS sessions of 3 s, a proxy adding 0.5 s per request: the run outlives its first
     credentials several times over. merge-job's refreshable credentials (botocore's, asked
     before every request) keep every request valid; Curator's approach (credentials read
     once into AWS4Auth(key, secret, region, 'es', session_token=...)) is refused as soon
@@ -102,7 +102,7 @@ def test_credentials_expiring_during_a_run_are_refreshed_and_frozen_ones_fail(
     indices = old_daily_indices(cluster, "rotate")
     sts.duration_seconds = 3
     audit = audit_of(cluster) if signer == "refreshable" else None
-    with SigV4Proxy(cluster.url, sts.lookup, region=REGION, latency_s=0.25, audit=audit) as proxy:
+    with SigV4Proxy(cluster.url, sts.lookup, region=REGION, latency_s=0.5, audit=audit) as proxy:
         result = pod.run_job(
             proxy.url,
             "run",
