@@ -264,9 +264,13 @@ class ClusterClient:
             sent = {key: send(key) for key in PLANNING_REQUESTS if key in independent}
             if sent["metadata"].exception() is None:
                 unreadable = unreadable_indices(sent["metadata"].result() or {})
-                prefix = index_path(",".join(["*", *(f"-{i}" for i in unreadable)]))
+                prefix = (
+                    index_path(",".join(["*", *(f"-{i}" for i in unreadable)]))
+                    if unreadable
+                    else ""
+                )
                 for key in ALL_INDICES_READS:
-                    sent[key] = send(key, prefix if unreadable else "")
+                    sent[key] = send(key, prefix)
             # "metadata" comes before ALL_INDICES_READS in the catalogue: when it failed,
             # its error is raised before the reads that were never sent are looked up.
             return {"root": root} | {
