@@ -196,6 +196,13 @@ def test_health_gate_exits_3_without_merging(
     assert {m for m, _ in transport.calls} == {"GET"}
 
 
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter (a clean sys.modules); its asserts must hold."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_version_and_help_exit_0_without_heavy_imports() -> None:
     code = (
         "import sys\n"
@@ -206,8 +213,7 @@ def test_version_and_help_exit_0_without_heavy_imports() -> None:
         "heavy = [m for m in heavy if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
+    done = run_python(code)
     assert "merge-job" in done.stdout
     assert "exit codes:" in done.stdout
 
@@ -224,8 +230,7 @@ def test_a_run_does_not_import_rich_off_a_terminal() -> None:
         "from merge_job.terminal import RunView\n"
         "assert 'rich' in sys.modules\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
+    run_python(code)
 
 
 def test_planning_reads_around_a_metadata_blocked_index(
