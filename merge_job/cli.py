@@ -45,14 +45,19 @@ def main(argv: list[str] | None = None) -> int:
         log.error("config_error", error=str(err), exit_code=int(ExitCode.BAD_CONFIG))
         return int(ExitCode.BAD_CONFIG)
 
-    from merge_job.logs import configure_logging
+    from merge_job.logs import LogSink, configure_logging
 
     view = _terminal_view(settings, argv, started)
+    sink = None
+    if view is not None:
+        from merge_job.terminal import TerminalHandler, view_processor
+
+        sink = LogSink(handler=TerminalHandler(view), renderer=view_processor(view))
     configure_logging(
         settings.log_format,
         settings.log_level,
         secrets=[settings.basic_auth_password or ""],
-        view=view,
+        sink=sink,
     )
     log = _logger()
     log.info("config", **settings.redacted())

@@ -26,6 +26,7 @@ import pytimeparse2
 
 from merge_job import __version__
 from merge_job.errors import ConfigError
+from merge_job.redact import REDACTED
 
 # Defaults as named constants, shown in --help.
 DEFAULT_MIN_AGE = "1d"
@@ -647,9 +648,6 @@ class Settings:
 
     def redacted(self) -> dict[str, Any]:
         """The settings as JSON-ready values, secrets replaced: for logs and the plan."""
-        # Imported here: `--version` and `--help` parse settings without structlog.
-        from merge_job.logs import REDACTED
-
         out: dict[str, Any] = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)

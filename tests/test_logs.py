@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from merge_job.logs import Redactor, configure_logging
+from merge_job.logs import configure_logging
+from merge_job.redact import Redactor
 
 SECRETS = [
     "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261126/ap-northeast-1/es/aws4_request, "
