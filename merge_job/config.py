@@ -17,6 +17,7 @@ import functools
 import math
 import os
 import re
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 import pytimeparse2
 
 from merge_job import __version__
-from merge_job.errors import ConfigError
+from merge_job.errors import ConfigError, ExitCode
 from merge_job.redact import REDACTED
 
 # Defaults as named constants, shown in --help.
@@ -54,17 +55,20 @@ _AWS_HOST_RES = (
     re.compile(r"\.aos\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)\.on\.aws$"),
 )
 
-EXIT_CODES_HELP = """\
-exit codes:
-  0  done, or nothing to do
-  1  one or more merges failed (the others were still attempted)
-  2  bad configuration (no request was sent)
-  3  cannot reach or authenticate to the cluster, unsupported engine or version,
-     or the health gate failed
-  4  deadline reached or SIGTERM received with work left
 
-Every flag falls back to the environment variable named in its help, then to its default.
-"""
+def _exit_codes_help() -> str:
+    """The `--help` epilog: each exit code with its meaning (errors.ExitCode)."""
+    lines = ["exit codes:"]
+    for code in ExitCode:
+        lines += textwrap.wrap(
+            code.meaning, width=88, initial_indent=f"  {int(code)}  ", subsequent_indent="     "
+        )
+    lines += [
+        "",
+        "Every flag falls back to the environment variable named in its help, then to its default.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 class AuthMode(enum.StrEnum):
@@ -731,7 +735,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="merge-job",
         description="Force-merge OpenSearch indices safely: plan, then merge one index at a "
         "time (or one per node), verifying segment counts. Without a subcommand, `run`.",
-        epilog=EXIT_CODES_HELP,
+        epilog=_exit_codes_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[parent],
     )
@@ -745,7 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
             command.value,
             help=text,
             description=text,
-            epilog=EXIT_CODES_HELP,
+            epilog=_exit_codes_help(),
             formatter_class=argparse.RawDescriptionHelpFormatter,
             parents=[parent],
         )

@@ -34,6 +34,7 @@ from rich.text import Text
 from structlog.types import EventDict, WrappedLogger
 
 from merge_job.config import Settings
+from merge_job.errors import ExitCode
 from merge_job.plan import Plan
 from merge_job.report import human_size, plan_table
 
@@ -53,14 +54,6 @@ _SHOWN_BY_THE_VIEW = frozenset(
         "run_summary",
     }
 )
-# What each exit code means, in words (README "Exit codes").
-EXIT_MEANINGS: Mapping[int, str] = {
-    0: "done: every planned merge finished, or there was nothing to do",
-    1: "one or more merges failed; the others still ran",
-    2: "bad configuration: the message above names the setting; no request was sent",
-    3: "the cluster could not be reached, refused the credentials, or failed the health gate",
-    4: "stopped by the deadline or a signal with work left; running merges go on server-side",
-}
 STATS_PATH_METRICS = "merge,segments"
 # Sizes come from the segments' files, not from `store`: OpenSearch caches store statistics
 # for up to 10 s (index.store.stats_refresh_interval), so right after a merge they still
@@ -454,7 +447,7 @@ class RunView:
                 else:
                     self.console.print(Text("merge-job run: nothing to merge"))
                 self.console.print(self._totals(state.plan, state, summary))
-        words = EXIT_MEANINGS.get(exit_code, "unknown exit code")
+        words = ExitCode(exit_code).meaning if exit_code in set(ExitCode) else "unknown exit code"
         reason = (summary or {}).get("reason")
         if reason in ("deadline", "sigterm", "health_gate", "credentials_refused"):
             words += f" (reason: {reason})"

@@ -33,8 +33,15 @@ def test_settings_table_lists_every_setting_with_its_flag() -> None:
 
 
 def test_exit_code_table_matches_the_code() -> None:
-    codes = {int(c) for c in re.findall(r"^\| (\d) \|", readme_section("Exit codes"), re.M)}
-    assert codes == {int(code) for code in ExitCode}
+    """`| 0 | `ok` | <meaning> |`: every ExitCode, its name and its meaning word for word."""
+    text = README.read_text()
+    heading = re.search(r"^## Exit codes\n", text, re.M)
+    assert heading is not None, "README has no '## Exit codes' section"
+    start = heading.start()
+    end = text.find("\n## ", start + 1)
+    section = text[start : end if end != -1 else len(text)]
+    rows = re.findall(r"^\| (\d+) \| `([a-z_]+)` \| (.+?) \|$", section, re.M)
+    assert rows == [(str(int(code)), code.name.lower(), code.meaning) for code in ExitCode]
 
 
 def test_ci_runs_the_readme_test_command() -> None:

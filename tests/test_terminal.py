@@ -12,7 +12,6 @@ import pytest
 
 from merge_job.errors import ExitCode
 from merge_job.terminal import (
-    EXIT_MEANINGS,
     MergeStats,
     Progress,
     parse_merge_stats,
@@ -85,10 +84,6 @@ def test_progress_counts_merges_finished_since_the_first_reading() -> None:
     assert progress_between(first, halfway, total_bytes=0).fraction == 0.0
 
 
-def test_every_exit_code_has_words() -> None:
-    assert set(EXIT_MEANINGS) == {int(code) for code in ExitCode}
-
-
 # --- on a pseudo-terminal, against the real node -----------------------------------------
 
 pytest_integration = pytest.mark.integration
@@ -154,7 +149,7 @@ def test_a_run_on_a_terminal_shows_the_plan_live_progress_and_a_summary(
         ), summary
     assert re.search(r"^merged 3, failed 0, skipped \d+ \(.*too_young 1.*\)", summary, re.M)
     assert re.search(r"^reclaimed [\d.]+KiB .*wall time 0:0\d:\d\d$", summary, re.M)
-    assert summary.rstrip().endswith(f"exit 0: {EXIT_MEANINGS[0]}")
+    assert summary.rstrip().endswith(f"exit 0: {ExitCode(0).meaning}")
     # No JSON and no key=value log lines for a person.
     assert "{" not in screen
     assert "event=" not in screen
@@ -179,7 +174,7 @@ def test_a_failed_merge_is_named_with_its_reason_and_the_exit_code_in_words(
     assert re.search(rf"{first}\s+│ failed: force-merge rejected", summary)
     assert re.search(rf"{second}\s+│ merged\s+│ 12 → 1", summary)
     assert re.search(r"^merged 1, failed 1,", summary, re.M)
-    assert summary.rstrip().endswith(f"exit 1: {EXIT_MEANINGS[1]}")
+    assert summary.rstrip().endswith(f"exit 1: {ExitCode(1).meaning}")
 
 
 @pytest_integration
@@ -200,7 +195,7 @@ def test_quiet_leaves_only_the_summary(cluster: OpenSearchNode) -> None:
     assert not _frames_with(run.frames, r"^✔ ")
     for index in indices:
         assert re.search(rf"{index}\s+│ merged\s+│ 12 → 1", run.screen)
-    assert lines[-1] == f"exit 0: {EXIT_MEANINGS[0]}"
+    assert lines[-1] == f"exit 0: {ExitCode(0).meaning}"
 
 
 @pytest_integration
@@ -288,4 +283,4 @@ def test_a_deadline_leaves_indices_not_started_and_says_so(cluster: OpenSearchNo
     for index in (second, third):
         assert re.search(rf"{index}\s+│ not started\s+│ 12 → \?\s+│ [\d.]+KiB", summary), summary
     assert re.search(r"not started [23],", summary)
-    assert summary.rstrip().endswith(f"exit 4: {EXIT_MEANINGS[4]} (reason: deadline)")
+    assert summary.rstrip().endswith(f"exit 4: {ExitCode(4).meaning} (reason: deadline)")
