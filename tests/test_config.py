@@ -17,7 +17,7 @@ from merge_job.config import (
     parse_settings,
     region_from_host,
 )
-from merge_job.errors import ConfigError
+from merge_job.errors import ConfigError, ExitCode
 
 ENDPOINT = {"ES_DOMAIN_ENDPOINT": "http://127.0.0.1:9200"}
 
@@ -262,8 +262,8 @@ def test_help_documents_every_setting_with_default_and_env(
         if option.flags and option.env:
             assert f"env: {option.env})" in text
     assert text.count("(default:") >= len([o for o in OPTIONS if o.flags])
-    for code in ("0 done", "1 one or more", "2 bad configuration", "3 cannot reach", "4 deadline"):
-        assert code in text
+    for code in ExitCode:
+        assert f"{int(code)} {code.meaning}" in text
     assert "--no-verify-tls" in text
 
 
