@@ -32,14 +32,13 @@ import opensearchpy
 import structlog
 
 from merge_job.config import Settings
-from merge_job.errors import CredentialsRefusedError, ExitCode
+from merge_job.errors import CredentialsRefusedError, ExitCode, MergeStopped
 from merge_job.merge import (
     DEFAULT_PACING,
     UPCOMING_READ,
     IndexMerge,
     MergeCluster,
     MergeOutcome,
-    MergeStopped,
     Pacing,
     SharedReads,
     Status,

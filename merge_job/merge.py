@@ -48,8 +48,8 @@ from typing import Any, Protocol
 import opensearchpy
 import structlog
 
-from merge_job.client import IndexClosedError, IndexGoneError, RetryableStatusError
 from merge_job.config import Settings
+from merge_job.errors import IndexClosedError, IndexGoneError, MergeStopped
 from merge_job.plan import IndexPlan, SkipReason, matches
 from merge_job.snapshot import STARTED, ShardCopy, TaskStatus, shard_failures
 
@@ -119,10 +119,6 @@ class MergeOutcome:
     deleted_after: int | None = None
 
 
-class MergeStopped(Exception):
-    """The stop event was set while the merge was waiting; it is left running."""
-
-
 class MergeCluster(Protocol):
     """The cluster calls a merge makes (`client.ClusterClient`; a fake in unit tests)."""
 
@@ -152,7 +148,8 @@ def _maybe_started(err: opensearchpy.TransportError) -> bool:
     """True when a force-merge POST failed in a way that says nothing about the merge."""
     if isinstance(err, opensearchpy.ConnectionError):
         return True
-    return isinstance(err, RetryableStatusError) and err.status_code in (502, 503, 504)
+    # The transport raises 502/503/504 as a retryable status (client.RETRYABLE_STATUSES).
+    return err.status_code in (502, 503, 504)
 
 
 def _post_failure(err: opensearchpy.TransportError) -> str:

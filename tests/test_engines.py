@@ -9,7 +9,7 @@ from __future__ import annotations
 import opensearchpy
 import pytest
 
-from merge_job.client import ClusterClient, RetryableStatusError
+from merge_job.client import ClusterClient, retryable_status_error
 from merge_job.engines import ELASTICSEARCH, OPENSEARCH, engine_of, unsupported_reason
 from merge_job.snapshot import Version
 from tests.support.fake_opensearch import FakeOpenSearch
@@ -50,7 +50,7 @@ def test_supported_engines(number: str, distribution: str, engine: str, supporte
         # OpenSearch 2.x: a 500.
         opensearchpy.TransportError(500, "timeout_exception", WAIT_TIMED_OUT % 500),
         # OpenSearch 3.x: a 504, which the connection raises as retryable.
-        RetryableStatusError(504, WAIT_TIMED_OUT % 504, retry_after=None),
+        retryable_status_error(504, WAIT_TIMED_OUT % 504, retry_after=None),
     ],
     ids=["opensearch-2", "opensearch-3"],
 )
@@ -72,7 +72,7 @@ def test_a_long_poll_whose_wait_ran_out_means_still_running_and_is_not_retried(
 def test_a_gateway_timeout_without_the_engine_s_answer_is_retried() -> None:
     """A load balancer's 504 (its own body) is not the engine saying "still running"."""
     answers: list[object] = [
-        RetryableStatusError(504, "<html>504 Gateway Time-out</html>", retry_after=None),
+        retryable_status_error(504, "<html>504 Gateway Time-out</html>", retry_after=None),
         {"completed": False},
     ]
     fake = FakeOpenSearch.scripted(answers)

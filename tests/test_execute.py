@@ -15,9 +15,9 @@ from typing import Any
 import opensearchpy
 import pytest
 
-from merge_job.client import ClusterClient, IndexGoneError, RetryableStatusError
+from merge_job.client import ClusterClient, retryable_status_error
 from merge_job.config import Settings
-from merge_job.errors import CredentialsRefusedError, ExitCode
+from merge_job.errors import CredentialsRefusedError, ExitCode, IndexGoneError, MergeStopped
 from merge_job.execute import (
     HEALTH_MAX_AGE_S,
     NODE_QUEUE,
@@ -29,7 +29,6 @@ from merge_job.execute import (
 from merge_job.merge import (
     UPCOMING_READ,
     IndexMerge,
-    MergeStopped,
     Pacing,
     SharedReads,
     Status,
@@ -478,7 +477,7 @@ def test_lost_request_with_nothing_running_is_resubmitted_once(task: bool) -> No
     # the counts stay, so the request never took effect and sending it again is safe.
     cluster = FakeCluster()
     cluster.segments = {"a": 5}
-    cluster.post_error["a"] = RetryableStatusError(503, "unavailable", None)
+    cluster.post_error["a"] = retryable_status_error(503, "unavailable", None)
     result, _ = execute(cluster, plan_of("a", task=task))
     assert statuses(result) == {"a": Status.MERGED}
     assert len(cluster.posts) == 2
@@ -816,7 +815,7 @@ def test_get_retries_connection_errors_and_honours_retry_after() -> None:
     cluster, transport = adapter(
         [
             opensearchpy.ConnectionError("N/A", "refused", None),
-            RetryableStatusError(429, "too many requests", retry_after=7.0),
+            retryable_status_error(429, "too many requests", retry_after=7.0),
             {"status": "green"},
         ],
         sleeps,
@@ -854,7 +853,7 @@ def test_refusals_and_tls_errors_are_not_retried() -> None:
 
 def test_forcemerge_post_is_retried_only_when_rejected_with_429() -> None:
     cluster, transport = adapter(
-        [RetryableStatusError(429, "rejected", retry_after=None), {"task": "n:1"}], []
+        [retryable_status_error(429, "rejected", retry_after=None), {"task": "n:1"}], []
     )
     assert cluster.forcemerge("a", {"max_num_segments": "1"}) == {"task": "n:1"}
     assert transport.calls == [("POST", "/a/_forcemerge")] * 2
@@ -999,7 +998,7 @@ READ_ONLY_BLOCK = opensearchpy.AuthorizationException(
         "status": 403,
     },
 )
-FLOOD_STAGE_BLOCK = RetryableStatusError(
+FLOOD_STAGE_BLOCK = retryable_status_error(
     429,
     '{"error":{"type":"cluster_block_exception","reason":"index [flood] blocked by: '
     "[TOO_MANY_REQUESTS/12/disk usage exceeded flood-stage watermark, index has "
@@ -1014,7 +1013,7 @@ def test_a_cluster_block_answer_is_the_index_failing_not_refused_credentials() -
         cluster.forcemerge("ro", {"max_num_segments": "1"})
     # A flood-stage block answers 429 but waiting does not lift it: sent once.
     cluster, transport = adapter([FLOOD_STAGE_BLOCK], [])
-    with pytest.raises(RetryableStatusError):
+    with pytest.raises(opensearchpy.TransportError):
         cluster.forcemerge("flood", {"max_num_segments": "1"})
     assert len(transport.calls) == 1
 
