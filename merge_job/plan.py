@@ -14,9 +14,17 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from merge_job import units
 from merge_job.config import Settings, date_format_regex
 from merge_job.engines import OPENSEARCH, engine_of
-from merge_job.snapshot import STARTED, ClusterSnapshot, IndexInfo, ShardCopy, ShardRow
+from merge_job.snapshot import (
+    STARTED,
+    ClusterSnapshot,
+    IndexInfo,
+    ShardCopy,
+    ShardRow,
+    truthy,
+)
 
 UNASSIGNED = "UNASSIGNED"
 NODE_LEFT = "NODE_LEFT"
@@ -187,20 +195,6 @@ def date_from_name(name: str, fmt: str) -> dt.datetime | None:
     return found
 
 
-def _human(seconds: float) -> str:
-    seconds = int(seconds)
-    sign = "-" if seconds < 0 else ""
-    seconds = abs(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    if days:
-        return f"{sign}{days}d{hours}h" if hours else f"{sign}{days}d"
-    if hours:
-        return f"{sign}{hours}h{minutes}m" if minutes else f"{sign}{hours}h"
-    return f"{sign}{minutes}m" if minutes else f"{sign}{seconds}s"
-
-
 def _describe_states(states: Iterable[str]) -> str:
     counts: dict[str, int] = {}
     for state in states:
@@ -221,10 +215,6 @@ class Readiness:
 
     objection: str | None
     note: str = ""
-
-
-def _truthy(value: str | None) -> bool:
-    return str(value).lower() == "true"
 
 
 def shard_readiness(
@@ -459,8 +449,8 @@ class _Planner:
         if facts.age < self.settings.min_age:
             return (
                 SkipReason.TOO_YOUNG,
-                f"age {_human(facts.age.total_seconds())} < min age "
-                f"{_human(self.settings.min_age.total_seconds())} ({facts.age_detail})",
+                f"age {units.duration(facts.age.total_seconds())} < min age "
+                f"{units.duration(self.settings.min_age.total_seconds())} ({facts.age_detail})",
             )
         return None
 
@@ -503,7 +493,7 @@ class _Planner:
                 f"follower of leader index {leader} (cross-cluster replication, "
                 "index.plugins.replication.follower.leader_index): replication owns it",
             )
-        if _truthy(settings.get("index.xpack.ccr.following_index")):
+        if truthy(settings.get("index.xpack.ccr.following_index")):
             return (
                 SkipReason.REPLICATION_FOLLOWER,
                 "follower index of cross-cluster replication "
@@ -513,7 +503,7 @@ class _Planner:
 
     def _blocked(self, facts: _Facts) -> _Objection:
         info = facts.info
-        named = [f"{k}=true" for k in _METADATA_BLOCK_SETTINGS if _truthy(info.settings.get(k))]
+        named = [f"{k}=true" for k in _METADATA_BLOCK_SETTINGS if truthy(info.settings.get(k))]
         blocks = [b for b in info.blocks if b.refuses_forcemerge]
         cluster_wide = [b for b in self.snapshot.global_blocks if b.refuses_forcemerge]
         described = [f"{b.description} (block {b.block_id})" for b in blocks] or [
@@ -544,7 +534,7 @@ class _Planner:
                 "still recovering",
             )
         node = settings.get("index.routing.allocation.require._name")
-        if node and _truthy(settings.get("index.blocks.write")):
+        if node and truthy(settings.get("index.blocks.write")):
             return (
                 SkipReason.RESIZING,
                 "prepared for a shrink (index.blocks.write=true, "

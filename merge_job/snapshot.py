@@ -268,7 +268,7 @@ def parse_shard_rows(state: Mapping[str, Any]) -> dict[str, tuple[ShardRow, ...]
                         node=copy.get("node") or None,
                         unassigned_reason=unassigned.get("reason") or None,
                         unassigned_at=_timestamp(unassigned.get("at")),
-                        delayed=None if delayed is None else _truthy(delayed),
+                        delayed=None if delayed is None else truthy(delayed),
                         allocation_status=unassigned.get("allocation_status") or None,
                     )
                 )
@@ -309,7 +309,8 @@ def parse_global_blocks(state: Mapping[str, Any]) -> tuple[IndexBlock, ...]:
     return _parse_block_set((state.get("blocks") or {}).get("global"))
 
 
-def _truthy(value: Any) -> bool:
+def truthy(value: Any) -> bool:
+    """A cluster-state flag: settings and routing fields arrive as "true"/"false" strings."""
     return str(value).lower() == "true"
 
 

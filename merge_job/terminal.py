@@ -16,7 +16,6 @@ they are.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 import time
@@ -33,10 +32,11 @@ from rich.table import Table
 from rich.text import Text
 from structlog.types import EventDict, WrappedLogger
 
+from merge_job import units
 from merge_job.config import Settings
 from merge_job.errors import ExitCode
 from merge_job.plan import Plan
-from merge_job.report import human_size, plan_table
+from merge_job.report import plan_table
 
 # How often a running merge's statistics are read: often enough to move, rarely enough to
 # cost the cluster nothing noticeable (one small GET per running merge).
@@ -196,20 +196,6 @@ def _max_segments(per_copy: Any) -> int | None:
     return None
 
 
-def _elapsed(seconds: float) -> str:
-    return str(dt.timedelta(seconds=int(seconds)))
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return ""
-    return f"{value:.1f}s" if value < 60 else _elapsed(value)
-
-
-def _size(value: int | None) -> str:
-    return human_size(value) if value is not None else "?"
-
-
 class RunView:
     """The terminal display of one `merge-job run`; fed by log events and the plan."""
 
@@ -352,7 +338,7 @@ class RunView:
         head = Text(
             f"merging: {done} merged, {failed} failed, {len(running)} running, "
             f"{max(total - len(finished) - len(running), 0)} waiting of {total}"
-            f" · {_elapsed(self.clock() - self.started)}",
+            f" · {units.duration(self.clock() - self.started)}",
             style="bold",
         )
         grid = Table.grid(padding=(0, 2))
@@ -366,20 +352,20 @@ class RunView:
                 progress = merge.progress
                 bar = ProgressBar(total=1.0, completed=progress.fraction, width=12)
                 note = (
-                    f"{progress.fraction:.0%} merged ({human_size(progress.done_bytes)} of "
-                    f"{human_size(progress.total_bytes)})"
+                    f"{progress.fraction:.0%} merged ({units.size(progress.done_bytes)} of "
+                    f"{units.size(progress.total_bytes)})"
                 )
                 if progress.running:
-                    note += f", {progress.running} rewriting {human_size(progress.running_bytes)}"
+                    note += f", {progress.running} rewriting {units.size(progress.running_bytes)}"
             elif self._reader_failed:
                 note = "no merge stats"
             grid.add_row(
                 f"{merge.number}/{total}",
                 escape(merge.index),
-                _size(merge.size),
+                units.size(merge.size),
                 f"{merge.segments_before if merge.segments_before is not None else '?'} → "
                 f"{self.target}",
-                _elapsed(self.clock() - merge.started),
+                units.duration(self.clock() - merge.started),
                 bar,
                 note,
             )
@@ -418,9 +404,9 @@ class RunView:
         number = f"{finished.number}/{total} " if finished.number else ""
         if finished.result == "merged":
             return Text(
-                f"✔ {number}{finished.index} ({_size(finished.size_before)}) merged: "
+                f"✔ {number}{finished.index} ({units.size(finished.size_before)}) merged: "
                 f"{finished.segments_before} → {finished.segments_after} segments in "
-                f"{_seconds(finished.duration_s)}"
+                f"{units.duration(finished.duration_s)}"
             )
         return Text(f"✘ {number}{finished.index} {finished.result}: {finished.detail}")
 
@@ -469,11 +455,11 @@ class RunView:
                     else ""
                 )
                 size = (
-                    f"{_size(done.size_before)} → {_size(done.size_after)}"
+                    f"{units.size(done.size_before)} → {units.size(done.size_after)}"
                     if done.size_before is not None
                     else ""
                 )
-                seconds = _seconds(done.duration_s)
+                seconds = units.duration(done.duration_s) if done.duration_s is not None else ""
             elif item.index in state.left_running:
                 task = state.left_running[item.index]
                 result = f"still running{f' (task {task})' if task else ''}"
@@ -482,7 +468,7 @@ class RunView:
                 # Not reached: the deadline, a signal or a failed gate came first.
                 result = "not started"
                 segments = f"{item.max_segments_per_copy} → ?"
-                size, seconds = _size(item.store_bytes), ""
+                size, seconds = units.size(item.store_bytes), ""
             table.add_row(escape(item.index), escape(result), segments, size, seconds)
         return table
 
@@ -504,9 +490,9 @@ class RunView:
             f"skipped {summary.get('skipped', 0)}{f' ({skipped})' if skipped else ''}, "
             f"not started {len(summary.get('not_started') or ())}, "
             f"still running {len(summary.get('still_running') or {})}",
-            f"reclaimed {human_size(reclaimed) if reclaimed >= 0 else '-' + human_size(-reclaimed)}"
+            f"reclaimed {units.size(reclaimed)}"
             f" (merged indices' size before - after), "
-            f"wall time {_elapsed(self.clock() - self.started)}",
+            f"wall time {units.duration(self.clock() - self.started)}",
         ]
         return Text("\n".join(lines))
 
