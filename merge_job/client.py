@@ -29,6 +29,7 @@ from tenacity import (
 )
 
 from merge_job.config import Settings
+from merge_job.engines import require_supported
 from merge_job.errors import (
     CredentialsRefusedError,
     IndexClosedError,
@@ -48,6 +49,7 @@ from merge_job.snapshot import (
     parse_merge_tasks,
     parse_snapshot,
     parse_task_status,
+    parse_version,
     unreadable_indices,
 )
 
@@ -255,7 +257,8 @@ class ClusterClient:
         """The raw responses of PLANNING_REQUESTS (fixed count, whatever the index count).
 
         The root comes first, alone: an endpoint that is unreachable, refuses our
-        credentials or is not a supported engine is then told from one request. The rest
+        credentials or is not a supported engine (UnsupportedEngineError, exit 3) is then
+        told from one request. The rest
         go out side by side: each is one small read, and one after another they cost a
         round trip each before the first merge. An index with `index.blocks.metadata`
         makes the stats and aliases APIs refuse the whole request (403
@@ -265,6 +268,9 @@ class ClusterClient:
         """
         root_path, root_params = PLANNING_REQUESTS["root"]
         root = self.get(root_path, root_params)
+        # An engine the job does not support may refuse a later planning request, or
+        # answer it in a shape the planner misreads: refused here, before any other request.
+        require_supported(parse_version(root), self.endpoint)
         with ThreadPoolExecutor(len(PLANNING_REQUESTS), thread_name_prefix="planning") as pool:
 
             def send(key: str, prefix: str = "") -> Future[Any]:

@@ -29,22 +29,6 @@ from merge_job import __version__
 from merge_job.errors import ConfigError, ExitCode
 from merge_job.redact import REDACTED
 
-# Defaults as named constants, shown in --help.
-DEFAULT_MIN_AGE = "1d"
-DEFAULT_MAX_NUM_SEGMENTS = 1
-DEFAULT_MIN_DELETED_RATIO = 0.1
-DEFAULT_INDEX_TIMEOUT = "6h"
-DEFAULT_REQUIRE_HEALTH = "yellow"
-DEFAULT_CONCURRENCY = 1
-DEFAULT_DISK_HEADROOM = 1.0
-# Below this primary store size a force-merge ends in well under a second, so a task's
-# poll (one more round trip) would be a large share of it: one blocking request instead.
-DEFAULT_SMALL_INDEX_SIZE = "16mb"
-DEFAULT_AUTH = "auto"
-DEFAULT_REQUEST_TIMEOUT = "30s"
-DEFAULT_LOG_FORMAT = "auto"
-DEFAULT_LOG_LEVEL = "info"
-
 # Characters OpenSearch forbids in index names; a pattern may add only `*` and `?`.
 _FORBIDDEN_INDEX_CHARS = set('\\/"<>|, #:')
 _REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d+$")
@@ -392,7 +376,7 @@ OPTIONS: tuple[Option, ...] = (
         parse_duration,
         "merge only indices at least this old",
         "duration: 90m, 36h, 1d, 2w, 1d12h, 0",
-        default=DEFAULT_MIN_AGE,
+        default="1d",
     ),
     Option(
         "name_date_format",
@@ -410,7 +394,7 @@ OPTIONS: tuple[Option, ...] = (
         _int_at_least_one,
         "merge each shard copy down to at most this many segments",
         "integer >= 1",
-        default=str(DEFAULT_MAX_NUM_SEGMENTS),
+        default="1",
     ),
     Option(
         "only_expunge_deletes",
@@ -429,7 +413,7 @@ OPTIONS: tuple[Option, ...] = (
         _float_in(0.0, 1.0),
         "with --only-expunge-deletes: skip indices with a smaller deleted-docs ratio",
         "float in [0, 1]",
-        default=str(DEFAULT_MIN_DELETED_RATIO),
+        default="0.1",
     ),
     Option(
         "deadline",
@@ -447,7 +431,7 @@ OPTIONS: tuple[Option, ...] = (
         _positive_duration,
         "give up watching one index's merge after this long",
         "duration",
-        default=DEFAULT_INDEX_TIMEOUT,
+        default="6h",
     ),
     Option(
         "require_health",
@@ -456,7 +440,7 @@ OPTIONS: tuple[Option, ...] = (
         _choice("green", "yellow"),
         "minimum cluster health to start (and keep starting) merges",
         "green or yellow",
-        default=DEFAULT_REQUIRE_HEALTH,
+        default="yellow",
     ),
     Option(
         "dry_run",
@@ -475,17 +459,19 @@ OPTIONS: tuple[Option, ...] = (
         _int_at_least_one,
         "merges outstanding at once; per node at most one running and one queued",
         "integer >= 1",
-        default=str(DEFAULT_CONCURRENCY),
+        default="1",
     ),
     Option(
         "small_index_size",
         "MERGE_SMALL_INDEX_SIZE",
         ("--small-index-size",),
         parse_byte_size,
+        # Below this a force-merge ends in well under a second, so a task's poll (one
+        # more round trip) would be a large share of it: one blocking request instead.
         "indices whose primaries are smaller than this are merged with one blocking request "
         "instead of a task to poll (their merge ends in well under a second); 0 = always a task",
         "size like 0, 512kb, 16mb, 1gb",
-        default=DEFAULT_SMALL_INDEX_SIZE,
+        default="16mb",
     ),
     Option(
         "disk_headroom",
@@ -494,7 +480,7 @@ OPTIONS: tuple[Option, ...] = (
         _float_in(0.0, None),
         "free disk on each node holding a copy must be >= this factor x the copy's size",
         "float >= 0",
-        default=str(DEFAULT_DISK_HEADROOM),
+        default="1.0",
     ),
     Option(
         "auth",
@@ -504,7 +490,7 @@ OPTIONS: tuple[Option, ...] = (
         "request signing: auto = sigv4 for *.es.amazonaws.com / *.aos.*.on.aws hosts, "
         "else basic if a user is set, else none",
         "auto, sigv4, basic, none",
-        default=DEFAULT_AUTH,
+        default="auto",
     ),
     Option(
         "basic_auth_user",
@@ -558,7 +544,7 @@ OPTIONS: tuple[Option, ...] = (
         _positive_duration,
         "timeout of each HTTP request (planning, polling)",
         "duration",
-        default=DEFAULT_REQUEST_TIMEOUT,
+        default="30s",
     ),
     Option(
         "pushgateway_url",
@@ -586,7 +572,7 @@ OPTIONS: tuple[Option, ...] = (
         _choice("auto", "json", "console"),
         "log format on stderr: auto = console on a TTY, else JSON lines",
         "auto, json, console",
-        default=DEFAULT_LOG_FORMAT,
+        default="auto",
     ),
     Option(
         "log_level",
@@ -595,7 +581,7 @@ OPTIONS: tuple[Option, ...] = (
         _choice("debug", "info", "warning", "error"),
         "minimum log level",
         "debug, info, warning, error",
-        default=DEFAULT_LOG_LEVEL,
+        default="info",
     ),
 )
 
