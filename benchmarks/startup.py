@@ -19,7 +19,7 @@ from typing import Any
 
 from benchmarks import common
 from benchmarks.synthetic import PlanningStub
-from merge_job.snapshot import PLANNING_REQUESTS
+from merge_job.cluster_state import PLANNING_REQUESTS
 from tests.support.job import job_env
 
 FIXTURES = common.REPO / "tests" / "fixtures" / "responses" / "opensearch-2.19"

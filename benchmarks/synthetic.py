@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from benchmarks import data
-from merge_job.snapshot import PLANNING_REQUESTS
+from merge_job.cluster_state import PLANNING_REQUESTS
 from tests.support.server import LoopbackServer, QuietHandler
 from tests.support.versions import primary_opensearch
 

@@ -28,16 +28,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from merge_job.config import Settings
-from merge_job.engines import require_supported
-from merge_job.errors import (
-    CredentialsRefusedError,
-    IndexClosedError,
-    IndexGoneError,
-    refused_message,
-    service_message,
-)
-from merge_job.snapshot import (
+from merge_job.cluster_state import (
     ALL_INDICES_READS,
     INDEX_STATS_PARAMS,
     PLANNING_REQUESTS,
@@ -51,6 +42,15 @@ from merge_job.snapshot import (
     parse_task_status,
     parse_version,
     unreadable_indices,
+)
+from merge_job.config import Settings
+from merge_job.engines import require_supported
+from merge_job.errors import (
+    CredentialsRefusedError,
+    IndexClosedError,
+    IndexGoneError,
+    refused_message,
+    service_message,
 )
 
 log = structlog.get_logger("merge_job.client")

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from merge_job.cluster_state import Version
 from merge_job.errors import UnsupportedEngineError
-from merge_job.snapshot import Version
 
 OPENSEARCH = "OpenSearch"
 ELASTICSEARCH = "Elasticsearch"

@@ -31,7 +31,7 @@ so a newcomer reads the algorithm in `advance()`:
 - VERIFY reads per-copy segment counts after the merge and fails copies above the target.
 
 Never deletes, closes, re-sets or blocks an index. Runs in a worker thread of the scheduler
-(execute.py) or directly in a test; `stop` set means "stop waiting": the merge is then left
+(scheduler.py) or directly in a test; `stop` set means "stop waiting": the merge is then left
 running server-side and `MergeStopped` is raised.
 """
 
@@ -48,10 +48,10 @@ from typing import Any, Protocol
 import opensearchpy
 import structlog
 
+from merge_job.cluster_state import STARTED, ShardCopy, TaskStatus, shard_failures
 from merge_job.config import Settings
 from merge_job.errors import IndexClosedError, IndexGoneError, MergeStopped
 from merge_job.plan import IndexPlan, SkipReason, matches
-from merge_job.snapshot import STARTED, ShardCopy, TaskStatus, shard_failures
 
 log = structlog.get_logger("merge_job.execute")
 

@@ -26,9 +26,9 @@ import structlog
 
 from merge_job.config import Settings
 from merge_job.errors import ExitCode
-from merge_job.execute import RunResult
 from merge_job.merge import MergeOutcome, Status
 from merge_job.plan import Plan
+from merge_job.scheduler import RunResult
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

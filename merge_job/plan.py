@@ -15,9 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from merge_job import units
-from merge_job.config import Settings, date_format_regex
-from merge_job.engines import OPENSEARCH, engine_of
-from merge_job.snapshot import (
+from merge_job.cluster_state import (
     STARTED,
     ClusterSnapshot,
     IndexInfo,
@@ -25,6 +23,8 @@ from merge_job.snapshot import (
     ShardRow,
     truthy,
 )
+from merge_job.config import Settings, date_format_regex
+from merge_job.engines import OPENSEARCH, engine_of
 
 UNASSIGNED = "UNASSIGNED"
 NODE_LEFT = "NODE_LEFT"

@@ -7,9 +7,9 @@ from typing import Any
 
 from merge_job import units
 from merge_job.config import Settings
-from merge_job.execute import RunResult
 from merge_job.merge import Status
 from merge_job.plan import IndexPlan, Plan
+from merge_job.scheduler import RunResult
 
 
 def index_entry(item: IndexPlan) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import nodes, overhead, peers, planning, simulate, startup
-from merge_job.execute import NODE_QUEUE
+from merge_job.scheduler import NODE_QUEUE
 from tests.support.node import OpenSearchNode
 
 

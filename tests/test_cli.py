@@ -17,8 +17,8 @@ import structlog
 from merge_job import job
 from merge_job.cli import main
 from merge_job.client import ClusterClient
+from merge_job.cluster_state import PLANNING_REQUESTS
 from merge_job.errors import CredentialsError
-from merge_job.snapshot import PLANNING_REQUESTS
 from tests.support.fake_opensearch import FakeOpenSearch, FakeTransport
 
 RESPONSES = Path(__file__).parent / "fixtures" / "responses" / "opensearch-2.19"

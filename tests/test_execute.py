@@ -16,16 +16,9 @@ import opensearchpy
 import pytest
 
 from merge_job.client import ClusterClient, retryable_status_error
+from merge_job.cluster_state import PLANNING_REQUESTS, ShardCopy, TaskStatus
 from merge_job.config import Settings
 from merge_job.errors import CredentialsRefusedError, ExitCode, IndexGoneError, MergeStopped
-from merge_job.execute import (
-    HEALTH_MAX_AGE_S,
-    NODE_QUEUE,
-    RunResult,
-    Scheduler,
-    StopReason,
-    next_merge,
-)
 from merge_job.merge import (
     UPCOMING_READ,
     IndexMerge,
@@ -35,7 +28,14 @@ from merge_job.merge import (
     Step,
 )
 from merge_job.plan import Decision, IndexPlan, Plan
-from merge_job.snapshot import PLANNING_REQUESTS, ShardCopy, TaskStatus
+from merge_job.scheduler import (
+    HEALTH_MAX_AGE_S,
+    NODE_QUEUE,
+    RunResult,
+    Scheduler,
+    StopReason,
+    next_merge,
+)
 from tests.support.fake_opensearch import FakeOpenSearch, FakeTransport
 
 FAST = Pacing(poll_initial_s=0.001, poll_max_s=0.005, verify_delays_s=(0.0, 0.001))

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from merge_job.cluster_state import parse_snapshot
 from merge_job.config import Settings
 from merge_job.plan import Decision, IndexPlan, Plan, SkipReason, build_plan, date_from_name
-from merge_job.snapshot import parse_snapshot
 
 RESPONSES = Path(__file__).parent / "fixtures" / "responses"
 VERSIONS = ["opensearch-2.19", "opensearch-1.3"]

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from merge_job.config import parse_duration
-from merge_job.execute import HEALTH_MAX_AGE_S
 from merge_job.merge import Pacing
+from merge_job.scheduler import HEALTH_MAX_AGE_S
 from tests.support.audit import check_active
 from tests.support.factories import large_index, plain_index, segment_counts
 from tests.support.job import JobResult, RunningJob, run_job, start_job
@@ -425,7 +425,7 @@ def test_unreachable_endpoint_exits_3_quickly_with_a_clear_message(
 
 # -- long merges ------------------------------------------------------------------------
 
-FIRST_POLL_WAIT_S = 0.25  # merge_job.execute.POLL_INITIAL_S; each next wait doubles
+FIRST_POLL_WAIT_S = 0.25  # merge_job.scheduler.POLL_INITIAL_S; each next wait doubles
 LONG_MERGE_S = 3.0  # 1.5 x the request timeout below
 REQUEST_TIMEOUT = "2s"
 
