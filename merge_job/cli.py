@@ -120,7 +120,7 @@ def _terminal_view(
 def _logger() -> Any:
     import structlog
 
-    return structlog.get_logger("merge_job")
+    return structlog.get_logger(__name__)
 
 
 def _install_stop_handlers(stop: threading.Event) -> dict[int, _SignalHandler]:

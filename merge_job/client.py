@@ -53,7 +53,7 @@ from merge_job.errors import (
     service_message,
 )
 
-log = structlog.get_logger("merge_job.client")
+log = structlog.get_logger(__name__)
 
 RETRYABLE_STATUSES = (429, 502, 503, 504)
 MAX_ATTEMPTS = 5

@@ -21,7 +21,7 @@ from merge_job.plan import Plan, build_plan
 from merge_job.report import plan_json, plan_table, run_summary
 from merge_job.scheduler import RunResult, Scheduler, health_gate
 
-log = structlog.get_logger("merge_job")
+log = structlog.get_logger(__name__)
 
 
 def connect(settings: Settings) -> ClusterClient:

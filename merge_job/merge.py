@@ -53,7 +53,7 @@ from merge_job.config import Settings
 from merge_job.errors import IndexClosedError, IndexGoneError, MergeStopped
 from merge_job.plan import IndexPlan, SkipReason, matches
 
-log = structlog.get_logger("merge_job.execute")
+log = structlog.get_logger(__name__)
 
 POLL_FACTOR = 2.0
 # A stats answer read along with another index's is good for this index's CHECK this long.

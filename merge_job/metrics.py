@@ -33,7 +33,7 @@ from merge_job.scheduler import RunResult
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-log = structlog.get_logger("merge_job.metrics")
+log = structlog.get_logger(__name__)
 
 JOB = "merge-job"
 

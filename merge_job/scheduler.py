@@ -47,7 +47,7 @@ from merge_job.merge import (
 )
 from merge_job.plan import IndexPlan, Plan
 
-log = structlog.get_logger("merge_job.execute")
+log = structlog.get_logger(__name__)
 
 _HEALTH_RANK = {"red": 0, "yellow": 1, "green": 2}
 # The gate before a new merge reuses a health answer this young (planning's included):
