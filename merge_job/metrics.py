@@ -26,7 +26,7 @@ import structlog
 
 from merge_job.config import Settings
 from merge_job.errors import ExitCode
-from merge_job.merge import MergeOutcome, Status
+from merge_job.outcome import MergeOutcome, Status
 from merge_job.plan import Plan
 from merge_job.scheduler import RunResult
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from merge_job import units
 from merge_job.config import Settings
-from merge_job.merge import Status
+from merge_job.outcome import Status
 from merge_job.plan import IndexPlan, Plan
 from merge_job.scheduler import RunResult
 

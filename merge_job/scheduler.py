@@ -33,19 +33,10 @@ import structlog
 
 from merge_job.config import Settings
 from merge_job.errors import CredentialsRefusedError, ExitCode, MergeStopped
-from merge_job.merge import (
-    DEFAULT_PACING,
-    UPCOMING_READ,
-    IndexMerge,
-    MergeCluster,
-    MergeOutcome,
-    Pacing,
-    SharedReads,
-    Status,
-    Step,
-    log_outcome,
-)
+from merge_job.merge import DEFAULT_PACING, IndexMerge, Mode, Pacing, Step
+from merge_job.outcome import MergeOutcome, Status, log_outcome
 from merge_job.plan import IndexPlan, Plan
+from merge_job.shared_reads import UPCOMING_READ, MergeCluster, SharedReads
 
 log = structlog.get_logger(__name__)
 
@@ -185,7 +176,7 @@ class Scheduler:
         self.pacing = pacing
         # Task-based force-merge until an engine refuses the parameter; then every merge
         # started afterwards uses the blocking call.
-        self.use_task = plan.async_forcemerge
+        self.mode = Mode.TASK if plan.async_forcemerge else Mode.BLOCKING
         self.reads = SharedReads(cluster, clock)
         # Planning's answers, dated at the start of the run: they were read after that. The
         # first merges' check reuses planning's copies while they are young enough.
@@ -291,7 +282,7 @@ class Scheduler:
             self.cluster,
             self.settings,
             item,
-            use_task=self.use_task,
+            mode=self.mode,
             stop=self.stop,
             clock=self.clock,
             pacing=self.pacing,
@@ -315,8 +306,10 @@ class Scheduler:
         outcomes: list[MergeOutcome],
     ) -> None:
         index = report.merge.index
-        if report.merge.task_refused:
-            self.use_task = False
+        # A merge ends BLOCKING when it was started so or the engine refused the task
+        # parameter (SMALL is a mode of its own): either way later merges block too.
+        if report.merge.mode is Mode.BLOCKING:
+            self.mode = Mode.BLOCKING
         if isinstance(report, _Released):
             if index in running:
                 verifying[index] = running.pop(index)

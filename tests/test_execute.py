@@ -19,14 +19,9 @@ from merge_job.client import ClusterClient, retryable_status_error
 from merge_job.cluster_state import PLANNING_REQUESTS, ShardCopy, TaskStatus
 from merge_job.config import Settings
 from merge_job.errors import CredentialsRefusedError, ExitCode, IndexGoneError, MergeStopped
-from merge_job.merge import (
-    UPCOMING_READ,
-    IndexMerge,
-    Pacing,
-    SharedReads,
-    Status,
-    Step,
-)
+from merge_job.merge import IndexMerge, Mode, Pacing, Step
+from merge_job.merge_rules import target_reached
+from merge_job.outcome import MergeOutcome, Status
 from merge_job.plan import Decision, IndexPlan, Plan
 from merge_job.scheduler import (
     HEALTH_MAX_AGE_S,
@@ -36,6 +31,7 @@ from merge_job.scheduler import (
     StopReason,
     next_merge,
 )
+from merge_job.shared_reads import UPCOMING_READ, SharedReads
 from tests.support.fake_opensearch import FakeOpenSearch, FakeTransport
 
 FAST = Pacing(poll_initial_s=0.001, poll_max_s=0.005, verify_delays_s=(0.0, 0.001))
@@ -160,7 +156,14 @@ def one_merge(
 ) -> IndexMerge:
     settings.setdefault("endpoint", "http://127.0.0.1:9200")
     [item] = plan_of(name, task=task).merges
-    return IndexMerge(cluster, Settings(**settings), item, use_task=task, pacing=FAST)
+    mode = Mode.TASK if task else Mode.BLOCKING
+    return IndexMerge(cluster, Settings(**settings), item, mode=mode, pacing=FAST)
+
+
+def finish(merge: IndexMerge) -> MergeOutcome:
+    """Advance the merge to DONE the way the scheduler's worker does; its outcome."""
+    steps_of(merge)
+    return merge.outcome
 
 
 def test_a_task_merge_walks_check_submit_poll_verify() -> None:
@@ -210,7 +213,7 @@ def test_a_refused_task_parameter_switches_this_merge_to_blocking() -> None:
     )
     merge = one_merge(cluster)
     assert steps_of(merge) == [Step.CHECK, Step.SUBMIT, Step.SUBMIT, Step.VERIFY, Step.DONE]
-    assert merge.task_refused and not merge.use_task
+    assert merge.mode is Mode.BLOCKING
     assert merge.attempt == 1  # the refused request started nothing
     assert merge.outcome.status is Status.MERGED
 
@@ -236,11 +239,11 @@ def test_a_cut_blocking_call_is_watched_never_resent_while_a_merge_runs(
     cluster.segments["a"] = 1  # the merge ends server-side
     merge.advance()
     assert merge.step is Step.VERIFY
-    assert merge.run().status is Status.MERGED
+    assert finish(merge).status is Status.MERGED
     assert len(cluster.posts) == 1
     # One blocking request in both cases: the small index was not sent as a task.
     assert "wait_for_completion" not in cluster.posts[0][1]
-    assert merge.small is task
+    assert (merge.mode is Mode.SMALL) is task
 
 
 def test_a_small_index_is_merged_with_one_blocking_call_and_no_poll() -> None:
@@ -273,8 +276,8 @@ def test_the_small_index_threshold_counts_primaries_only(
     cluster.store_bytes = {"a": primary_bytes}
     merge = one_merge(cluster, small_index_size=threshold)
     merge.advance()  # CHECK decides the mode
-    assert merge.use_task is task
-    assert merge.run().status is Status.MERGED
+    assert (merge.mode is Mode.TASK) is task
+    assert finish(merge).status is Status.MERGED
     assert ("wait_for_completion" in cluster.posts[0][1]) is task
 
 
@@ -300,18 +303,18 @@ def test_an_engine_without_tasks_keeps_the_index_timeout_for_small_indices_too()
     cluster.segments = {"a": 5}
     cluster.store_bytes = {"a": 1024}
     merge = one_merge(cluster, task=False, index_timeout=dt.timedelta(hours=6))
-    assert merge.run().status is Status.MERGED
+    assert finish(merge).status is Status.MERGED
     [timeout] = cluster.post_timeouts
     assert timeout is not None and timeout > 6 * 3600 - 60
 
 
 def test_expunge_only_has_no_segment_target() -> None:
-    cluster = FakeCluster()
-    merge = one_merge(cluster, only_expunge_deletes=True)
-    assert not merge.target_reached(copies(1))  # completion is the task's word
-    merge = one_merge(cluster)
-    assert merge.target_reached(copies(1)) and not merge.target_reached(copies(2))
-    assert not merge.target_reached(())
+    endpoint = "http://127.0.0.1:9200"
+    expunge = Settings(endpoint=endpoint, only_expunge_deletes=True)
+    assert not target_reached(copies(1), expunge)  # completion is the task's word
+    settings = Settings(endpoint=endpoint)
+    assert target_reached(copies(1), settings) and not target_reached(copies(2), settings)
+    assert not target_reached((), settings)
 
 
 def test_a_stop_leaves_a_polled_merge_running() -> None:
