@@ -81,7 +81,6 @@ PLANNING_REQUESTS: Mapping[str, tuple[str, Mapping[str, str]]] = {
                     "node",
                     "shard",
                     "unassigned_info.reason",
-                    "unassigned_info.at",
                     "unassigned_info.delayed",
                     "unassigned_info.allocation_status",
                 )
@@ -161,7 +160,6 @@ class ShardRow:
     state: str  # STARTED, INITIALIZING, RELOCATING, UNASSIGNED
     node: str | None
     unassigned_reason: str | None = None  # NODE_LEFT, INDEX_CREATED, ALLOCATION_FAILED...
-    unassigned_at: dt.datetime | None = None
     delayed: bool | None = None  # waiting out index.unassigned.node_left.delayed_timeout
     allocation_status: str | None = None  # no_attempt, decider_no, delayed_allocation...
 
@@ -235,17 +233,6 @@ def flatten_settings(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str
     return out
 
 
-def _timestamp(value: Any) -> dt.datetime | None:
-    """An ISO-8601 instant as `_cat/shards` prints `unassigned.at`, else None."""
-    if not value:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
 def parse_shard_rows(state: Mapping[str, Any]) -> dict[str, tuple[ShardRow, ...]]:
     """Per index, every shard copy from `_cluster/state/routing_table`.
 
@@ -267,7 +254,6 @@ def parse_shard_rows(state: Mapping[str, Any]) -> dict[str, tuple[ShardRow, ...]
                         state=str(copy.get("state")),
                         node=copy.get("node") or None,
                         unassigned_reason=unassigned.get("reason") or None,
-                        unassigned_at=_timestamp(unassigned.get("at")),
                         delayed=None if delayed is None else truthy(delayed),
                         allocation_status=unassigned.get("allocation_status") or None,
                     )
