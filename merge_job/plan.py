@@ -23,8 +23,9 @@ from merge_job.cluster_state import (
     ShardRow,
     truthy,
 )
-from merge_job.config import Settings, date_format_regex
+from merge_job.config import Settings
 from merge_job.engines import OPENSEARCH, engine_of
+from merge_job.values import date_format_regex
 
 UNASSIGNED = "UNASSIGNED"
 NODE_LEFT = "NODE_LEFT"

@@ -12,8 +12,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, RefreshableCredentials
 
 from merge_job.auth import build_auth, sigv4_auth
-from merge_job.config import AuthMode, Settings
+from merge_job.config import Settings
 from merge_job.errors import CredentialsError, ExitCode
+from merge_job.options import AuthMode
 
 REGION = "ap-northeast-1"
 URL = "https://search-logs-abc.ap-northeast-1.es.amazonaws.com:443"

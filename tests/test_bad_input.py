@@ -1,6 +1,6 @@
 """Bad input is refused before any request; odd index names never widen the selection.
 
-Property-based (hypothesis): for every setting in `merge_job.config.OPTIONS`, values of
+Property-based (hypothesis): for every setting in `merge_job.options.OPTIONS`, values of
 the wrong shape, given as an environment variable or as a flag, end the run with exit 2,
 a `config_error` naming the setting (env name and flag) and its accepted form, and no
 connection to the listener standing in for the cluster.
@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from merge_job.cli import main
 from merge_job.client import index_path
-from merge_job.config import OPTIONS, Option
+from merge_job.options import OPTIONS, Option
 from tests.support.factories import plain_index, segment_counts
 from tests.support.job import _JOB_ENV_PREFIXES, run_job
 from tests.support.node import OpenSearchNode

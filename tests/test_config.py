@@ -7,17 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from merge_job.config import (
-    OPTIONS,
-    AuthMode,
-    Command,
-    Settings,
-    build_parser,
-    parse_endpoint,
-    parse_settings,
-    region_from_host,
-)
+from merge_job.config import Settings, build_parser, parse_settings
 from merge_job.errors import ConfigError, ExitCode
+from merge_job.options import OPTIONS, AuthMode, Command
+from merge_job.values import parse_endpoint, region_from_host
 
 ENDPOINT = {"ES_DOMAIN_ENDPOINT": "http://127.0.0.1:9200"}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from merge_job.config import OPTIONS
 from merge_job.errors import ExitCode
+from merge_job.options import OPTIONS
 from merge_job.plan import SkipReason
 
 README = Path(__file__).resolve().parent.parent / "README.md"

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from merge_job.config import parse_duration
 from merge_job.merge import Pacing
 from merge_job.scheduler import HEALTH_MAX_AGE_S
+from merge_job.values import parse_duration
 from tests.support.audit import check_active
 from tests.support.factories import large_index, plain_index, segment_counts
 from tests.support.job import JobResult, RunningJob, run_job, start_job
