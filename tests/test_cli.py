@@ -218,21 +218,6 @@ def test_version_and_help_exit_0_without_heavy_imports() -> None:
     assert "exit codes:" in done.stdout
 
 
-def test_a_run_does_not_import_rich_off_a_terminal() -> None:
-    # structlog would import rich (~45 ms of every start) for tracebacks the job never
-    # draws with it; the terminal view still gets it when it draws.
-    code = (
-        "import sys\n"
-        "from merge_job.logs import configure_logging\n"
-        "import merge_job.job\n"
-        "assert 'structlog' in sys.modules\n"
-        "assert 'rich' not in sys.modules, 'rich imported'\n"
-        "from merge_job.terminal import RunView\n"
-        "assert 'rich' in sys.modules\n"
-    )
-    run_python(code)
-
-
 def test_planning_reads_around_a_metadata_blocked_index(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
