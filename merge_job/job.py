@@ -14,11 +14,12 @@ import structlog
 from merge_job.auth import build_auth
 from merge_job.client import ClusterClient, build_client
 from merge_job.config import Settings
+from merge_job.decisions import Plan
 from merge_job.engines import engine_of
 from merge_job.errors import ExitCode, UnreachableError
 from merge_job.metrics import push_run
 from merge_job.options import AuthMode
-from merge_job.plan import Plan, build_plan
+from merge_job.plan import build_plan
 from merge_job.report import plan_json, plan_table, run_summary
 from merge_job.scheduler import RunResult, Scheduler, health_gate
 

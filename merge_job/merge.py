@@ -49,6 +49,7 @@ import structlog
 
 from merge_job.cluster_state import ShardCopy, shard_failures
 from merge_job.config import Settings
+from merge_job.decisions import IndexPlan, SkipReason
 from merge_job.errors import IndexClosedError, IndexGoneError, MergeStopped
 from merge_job.merge_rules import (
     all_started,
@@ -65,7 +66,6 @@ from merge_job.merge_rules import (
     task_parameter_refused,
 )
 from merge_job.outcome import MergeOutcome, Status
-from merge_job.plan import IndexPlan, SkipReason
 from merge_job.shared_reads import MergeCluster, SharedReads
 
 log = structlog.get_logger(__name__)

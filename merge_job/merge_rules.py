@@ -7,8 +7,9 @@ import opensearchpy
 
 from merge_job.cluster_state import STARTED, ShardCopy
 from merge_job.config import Settings
+from merge_job.decisions import SkipReason
 from merge_job.outcome import MergeOutcome, Status
-from merge_job.plan import SkipReason, matches
+from merge_job.values import matches
 
 
 def forcemerge_params(settings: Settings) -> dict[str, str]:

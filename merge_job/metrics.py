@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING
 import structlog
 
 from merge_job.config import Settings
+from merge_job.decisions import Plan
 from merge_job.errors import ExitCode
 from merge_job.outcome import MergeOutcome, Status
-from merge_job.plan import Plan
 from merge_job.scheduler import RunResult
 
 if TYPE_CHECKING:

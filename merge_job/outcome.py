@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from merge_job.plan import SkipReason
+from merge_job.decisions import SkipReason
 
 log = structlog.get_logger(__name__)
 

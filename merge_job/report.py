@@ -7,8 +7,8 @@ from typing import Any
 
 from merge_job import units
 from merge_job.config import Settings
+from merge_job.decisions import IndexPlan, Plan
 from merge_job.outcome import Status
-from merge_job.plan import IndexPlan, Plan
 from merge_job.scheduler import RunResult
 
 

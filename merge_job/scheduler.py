@@ -32,10 +32,10 @@ import opensearchpy
 import structlog
 
 from merge_job.config import Settings
+from merge_job.decisions import IndexPlan, Plan
 from merge_job.errors import CredentialsRefusedError, ExitCode, MergeStopped
 from merge_job.merge import DEFAULT_PACING, IndexMerge, Mode, Pacing, Step
 from merge_job.outcome import MergeOutcome, Status, log_outcome
-from merge_job.plan import IndexPlan, Plan
 from merge_job.shared_reads import UPCOMING_READ, MergeCluster, SharedReads
 
 log = structlog.get_logger(__name__)

@@ -34,8 +34,8 @@ from structlog.types import EventDict, WrappedLogger
 
 from merge_job import units
 from merge_job.config import Settings
+from merge_job.decisions import Plan
 from merge_job.errors import ExitCode
-from merge_job.plan import Plan
 from merge_job.report import plan_table
 
 # How often a running merge's statistics are read: often enough to move, rarely enough to

@@ -1,5 +1,6 @@
 """Setting values: parsers from text to value, each raising ValueError that names the
-accepted form (config.py adds the setting's name). Pure: no argv, no environment."""
+accepted form (config.py adds the setting's name), and how index patterns and name date
+formats read index names. Pure: no argv, no environment."""
 
 from __future__ import annotations
 
@@ -259,3 +260,47 @@ def parse_name_date_format(text: str) -> str:
     except (ValueError, re.error) as err:
         raise ValueError(f"{err}; expected a strftime format like %Y.%m.%d") from None
     return fmt
+
+
+@functools.lru_cache(maxsize=512)
+def _wildcard(pattern: str) -> re.Pattern[str]:
+    """OpenSearch-style wildcard: `*` any run, `?` one character, everything else literal."""
+    return re.compile(re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".") + r"\Z")
+
+
+def matches(name: str, pattern: str) -> bool:
+    return _wildcard(pattern).match(name) is not None
+
+
+def starts_with_wildcard(pattern: str) -> bool:
+    return pattern[:1] in {"*", "?"}
+
+
+def date_from_name(name: str, fmt: str) -> dt.datetime | None:
+    """The (UTC) date the strftime-style `fmt` finds in `name`, last match wins; else None."""
+    found: dt.datetime | None = None
+    for match in date_format_regex(fmt).finditer(name):
+        parts = {k: int(v) for k, v in match.groupdict().items() if v is not None}
+        try:
+            if "G" in parts:
+                day = dt.date.fromisocalendar(parts["G"], parts["V"], 1)
+            else:
+                year = parts["Y"] if "Y" in parts else 2000 + parts["y"]
+                if "j" in parts:
+                    day = dt.date(year, 1, 1) + dt.timedelta(days=parts["j"] - 1)
+                    if day.year != year:
+                        continue
+                else:
+                    day = dt.date(year, parts.get("m", 1), parts.get("d", 1))
+            found = dt.datetime(
+                day.year,
+                day.month,
+                day.day,
+                parts.get("H", 0),
+                parts.get("M", 0),
+                parts.get("S", 0),
+                tzinfo=dt.UTC,
+            )
+        except ValueError:
+            continue
+    return found

@@ -18,11 +18,11 @@ import pytest
 from merge_job.client import ClusterClient, retryable_status_error
 from merge_job.cluster_state import PLANNING_REQUESTS, ShardCopy, TaskStatus
 from merge_job.config import Settings
+from merge_job.decisions import Decision, IndexPlan, Plan
 from merge_job.errors import CredentialsRefusedError, ExitCode, IndexGoneError, MergeStopped
 from merge_job.merge import IndexMerge, Mode, Pacing, Step
 from merge_job.merge_rules import target_reached
 from merge_job.outcome import MergeOutcome, Status
-from merge_job.plan import Decision, IndexPlan, Plan
 from merge_job.scheduler import (
     HEALTH_MAX_AGE_S,
     NODE_QUEUE,

@@ -21,9 +21,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from merge_job.config import parse_settings
+from merge_job.decisions import Decision, IndexPlan, Plan, SkipReason
 from merge_job.metrics import build_registry, grouping_key, index_counts
 from merge_job.outcome import MergeOutcome, Status
-from merge_job.plan import Decision, IndexPlan, Plan, SkipReason
 from merge_job.scheduler import RunResult
 from tests.support.chart import tool
 from tests.support.factories import daily_indices

@@ -12,7 +12,9 @@ import pytest
 
 from merge_job.cluster_state import parse_snapshot
 from merge_job.config import Settings
-from merge_job.plan import Decision, IndexPlan, Plan, SkipReason, build_plan, date_from_name
+from merge_job.decisions import Decision, IndexPlan, Plan, SkipReason
+from merge_job.plan import build_plan
+from merge_job.values import date_from_name
 
 RESPONSES = Path(__file__).parent / "fixtures" / "responses"
 VERSIONS = ["opensearch-2.19", "opensearch-1.3"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from merge_job.decisions import SkipReason
 from merge_job.errors import ExitCode
 from merge_job.options import OPTIONS
-from merge_job.plan import SkipReason
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

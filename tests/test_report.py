@@ -7,8 +7,8 @@ import datetime as dt
 import json
 
 from merge_job.config import Settings
+from merge_job.decisions import Decision, IndexPlan, PatternWarning, Plan, SkipReason
 from merge_job.outcome import MergeOutcome, Status
-from merge_job.plan import Decision, IndexPlan, PatternWarning, Plan, SkipReason
 from merge_job.report import plan_document, plan_json, plan_table, run_summary
 from merge_job.scheduler import RunResult, StopReason
 
