@@ -103,7 +103,8 @@ def _terminal_view(
     """
     if not (settings.merges_allowed and settings.log_format == "auto" and sys.stderr.isatty()):
         return None
-    from merge_job.terminal import RunView, cluster_stats_reader
+    from merge_job.progress import cluster_stats_reader
+    from merge_job.terminal import RunView
 
     # parse_settings has accepted these arguments already; --quiet is presentation only
     # and so not part of Settings (nor of the `config` event or the plan document).

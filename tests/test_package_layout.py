@@ -70,3 +70,22 @@ def test_a_cycle_through_a_function_level_import_is_found(tmp_path: Path) -> Non
     cycle = find_cycle(graph)
     assert cycle is not None
     assert set(cycle) == known
+
+
+MAX_MODULE_LINES = 500
+MAX_CLASS_LINES = 300
+
+
+def test_no_module_or_class_outgrows_one_job() -> None:
+    """A module past ~500 lines or a class past ~300 is doing two jobs: split by job."""
+    too_long: list[str] = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            too_long.append(f"{path.name}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef):
+                size = (node.end_lineno or node.lineno) - node.lineno + 1
+                if size > MAX_CLASS_LINES:
+                    too_long.append(f"{path.name}: class {node.name} {size} lines")
+    assert too_long == []

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from merge_job.errors import ExitCode
-from merge_job.terminal import (
+from merge_job.progress import (
     MergeStats,
     Progress,
     parse_merge_stats,
