@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.chart import (
+from testing.chart import (
     CHART,
     ONLY_ENDPOINT,
     Doc,
@@ -25,7 +25,7 @@ from tests.support.chart import (
     run,
     tool,
 )
-from tests.support.crd import crd_errors
+from testing.crd import crd_errors
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS_VALUES = CHART / "ci" / "metrics-values.yaml"

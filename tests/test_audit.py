@@ -1,4 +1,4 @@
-"""The suite-wide request audit and merge invariants (tests/support/audit.py) catch what
+"""The suite-wide request audit and merge invariants (testing/audit.py) catch what
 they are meant to catch: a checker that never fails proves nothing."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import urllib.request
 import pytest
 
 from merge_job.client import index_path
-from tests.support.audit import violation
-from tests.support.factories import plain_index, rollover_alias
-from tests.support.node import OpenSearchNode
-from tests.support.recording_proxy import RecordedRequest
+from testing.audit import violation
+from testing.factories import plain_index, rollover_alias
+from testing.node import OpenSearchNode
+from testing.recording_proxy import RecordedRequest
 
 
 def request(method: str, path: str, query: str = "") -> RecordedRequest:

@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 from merge_job.cli import main
 from merge_job.client import index_path
 from merge_job.options import OPTIONS, Option
-from tests.support.factories import plain_index, segment_counts
-from tests.support.job import _JOB_ENV_PREFIXES, run_job
-from tests.support.node import OpenSearchNode
-from tests.support.recording_proxy import RecordingProxy, recording_proxy
+from testing.factories import plain_index, segment_counts
+from testing.job import _JOB_ENV_PREFIXES, run_job
+from testing.node import OpenSearchNode
+from testing.recording_proxy import RecordingProxy, recording_proxy
 
 # Characters an environment variable can hold (no NUL, no lone surrogates).
 _ENV_TEXT = st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")

@@ -18,7 +18,7 @@ import pytest
 
 from benchmarks import nodes, overhead, peers, planning, simulate, startup
 from merge_job.scheduler import NODE_QUEUE
-from tests.support.node import OpenSearchNode
+from testing.node import OpenSearchNode
 
 
 def results(directory: Path, name: str) -> dict[str, object]:

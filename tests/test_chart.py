@@ -21,12 +21,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.support.chart import (
+from testing.chart import (
     CHART,
     ENDPOINT,
     ONLY_ENDPOINT,
     RELEASE,
-    REPO,
     Doc,
     by_kind,
     container_env,
@@ -39,7 +38,8 @@ from tests.support.chart import (
     tool_env,
     values_args,
 )
-from tests.support.crd import CRDS, crd_errors
+from testing.crd import CRDS, crd_errors
+from testing.paths import REPO
 
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 ENVIRONMENTS = ("local", "staging", "production")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.chart import (
+from testing.chart import (
     CHART,
     ONLY_ENDPOINT,
     RELEASE,

@@ -12,7 +12,7 @@ import pytest
 from merge_job.client import ClusterClient, retryable_status_error
 from merge_job.cluster_state import Version
 from merge_job.engines import ELASTICSEARCH, OPENSEARCH, engine_of, unsupported_reason
-from tests.support.fake_opensearch import FakeOpenSearch
+from testing.fake_opensearch import FakeOpenSearch
 
 # GET /_tasks/<id>?wait_for_completion=true&timeout=... when the wait runs out first.
 WAIT_TIMED_OUT = (

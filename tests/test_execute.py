@@ -32,7 +32,7 @@ from merge_job.scheduler import (
     next_merge,
 )
 from merge_job.shared_reads import UPCOMING_READ, SharedReads
-from tests.support.fake_opensearch import FakeOpenSearch, FakeTransport
+from testing.fake_opensearch import FakeOpenSearch, FakeTransport
 
 FAST = Pacing(poll_initial_s=0.001, poll_max_s=0.005, verify_delays_s=(0.0, 0.001))
 # A copy's store size unless a test says otherwise: production-sized, above the default

@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from tests.support.factories import (
+from testing.factories import (
     closed_index,
     daily_indices,
     data_stream,
@@ -15,7 +15,7 @@ from tests.support.factories import (
     rollover_alias,
     segment_counts,
 )
-from tests.support.node import OpenSearchNode
+from testing.node import OpenSearchNode
 
 pytestmark = pytest.mark.integration
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.factories import plain_index, segment_counts
-from tests.support.node import OpenSearchNode
+from testing.factories import plain_index, segment_counts
+from testing.node import OpenSearchNode
 
 pytestmark = pytest.mark.integration
 

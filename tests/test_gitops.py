@@ -25,9 +25,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.support import argocd as argocd_support
-from tests.support import k8s as k8s_support
-from tests.support.argocd import (
+from testing import argocd as argocd_support
+from testing import k8s as k8s_support
+from testing.argocd import (
     ArgoCD,
     Checkout,
     CronJobMonitor,
@@ -36,11 +36,11 @@ from tests.support.argocd import (
     doc_manifest,
     replace_once,
 )
-from tests.support.factories import plain_index, segment_counts, wipe
-from tests.support.job import JobResult
-from tests.support.k8s import Kube, exit_code, finished, skip_or_fail, wait_until
-from tests.support.node import OpenSearchNode
-from tests.support.recording_proxy import RecordingProxy
+from testing.factories import plain_index, segment_counts, wipe
+from testing.job import JobResult
+from testing.k8s import Kube, exit_code, finished, skip_or_fail, wait_until
+from testing.node import OpenSearchNode
+from testing.recording_proxy import RecordingProxy
 
 pytestmark = [pytest.mark.gitops, pytest.mark.integration]
 

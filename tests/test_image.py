@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from tests.support.chart import Doc, helm_template, pod_spec
-from tests.support.containers import label_args, merge_job_image
-from tests.support.factories import daily_indices, segment_counts
-from tests.support.job import JobResult
-from tests.support.node import OpenSearchNode
+from testing.chart import Doc, helm_template, pod_spec
+from testing.containers import label_args, merge_job_image
+from testing.factories import daily_indices, segment_counts
+from testing.job import JobResult
+from testing.node import OpenSearchNode
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.support.factories import (
+from testing.factories import (
     closed_index,
     daily_indices,
     data_stream,
@@ -20,9 +20,9 @@ from tests.support.factories import (
     rollover_alias,
     segment_counts,
 )
-from tests.support.job import run_job
-from tests.support.node import OpenSearchNode
-from tests.support.recording_proxy import recording_proxy
+from testing.job import run_job
+from testing.node import OpenSearchNode
+from testing.recording_proxy import recording_proxy
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.factories import (
+from testing.factories import (
     blocked_index,
     plain_index,
     replicated_index,
@@ -21,8 +21,8 @@ from tests.support.factories import (
     shrink_source,
     shrunk_index,
 )
-from tests.support.job import JobResult, run_job
-from tests.support.node import OpenSearchNode
+from testing.job import JobResult, run_job
+from testing.node import OpenSearchNode
 
 pytestmark = pytest.mark.integration
 

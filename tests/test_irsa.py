@@ -3,7 +3,7 @@
 Each run is `python -m merge_job` with the variables the EKS webhook injects; boto3 makes a
 real AssumeRoleWithWebIdentity call to moto's STS (through AWS_ENDPOINT_URL_STS) and the
 job talks to the real test node through the SigV4-verifying proxy
-(tests/support/sigv4_proxy.py), which refuses anything the service would refuse.
+(testing/sigv4_proxy.py), which refuses anything the service would refuse.
 
 Everything the job sends through a verifying proxy is collected per OpenSearch version;
 the last test compares that list with the one published in docs/iam.md.
@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from tests.support.factories import daily_indices, segment_counts
-from tests.support.job import JobResult
-from tests.support.node import OpenSearchNode
-from tests.support.pod_identity import PodIdentityAgent
-from tests.support.sigv4_proxy import SESSION_AUDIT, TOKEN_EXPIRED, SigV4Proxy
-from tests.support.sts import (
+from testing.factories import daily_indices, segment_counts
+from testing.job import JobResult
+from testing.node import OpenSearchNode
+from testing.pod_identity import PodIdentityAgent
+from testing.sigv4_proxy import SESSION_AUDIT, TOKEN_EXPIRED, SigV4Proxy
+from testing.sts import (
     FROZEN_CREDENTIALS_PREAMBLE,
     REGION,
     IrsaSts,

@@ -16,8 +16,8 @@ import pytest
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.support import iam_policy
-from tests.support.oidc_sts import OidcIssuer, OidcSts
+from testing import iam_policy
+from testing.oidc_sts import OidcIssuer, OidcSts
 
 ISSUER = "https://kubernetes.default.svc"
 DOCUMENTED_SUB = "system:serviceaccount:opensearch-maintenance:merge-job"

@@ -29,10 +29,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.support import k8s as k8s_support
-from tests.support.factories import daily_indices, plain_index, segment_counts, wipe
-from tests.support.job import JobResult
-from tests.support.k8s import (
+from testing import k8s as k8s_support
+from testing.factories import daily_indices, plain_index, segment_counts, wipe
+from testing.job import JobResult
+from testing.k8s import (
     Kube,
     exit_code,
     finished,
@@ -41,8 +41,8 @@ from tests.support.k8s import (
     script,
     wait_until,
 )
-from tests.support.node import OpenSearchNode
-from tests.support.recording_proxy import RecordingProxy
+from testing.node import OpenSearchNode
+from testing.recording_proxy import RecordingProxy
 
 pytestmark = [pytest.mark.k8s, pytest.mark.integration]
 

@@ -8,10 +8,10 @@ with the role of docs/iam.md and `serviceAccount.injectWebIdentity` (the chart's
 of the EKS pod identity webhook's injection), into the namespace the documented trust
 policy names. Pods reach, on the node's bridge address:
 
-- the test STS (tests/support/oidc_sts.py) through `AWS_ENDPOINT_URL_STS` (set by the e2e
+- the test STS (testing/oidc_sts.py) through `AWS_ENDPOINT_URL_STS` (set by the e2e
   environment via the chart's `extraEnv`): it verifies the pod's token against the API
   server's JWKS and evaluates docs/iam.md's trust policy, then issues moto credentials;
-- OpenSearch through the SigV4 proxy (tests/support/sigv4_proxy.py), which verifies every
+- OpenSearch through the SigV4 proxy (testing/sigv4_proxy.py), which verifies every
   signature against those credentials and authorizes every request with docs/iam.md's
   identity policy.
 
@@ -31,8 +31,8 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.support.factories import plain_index, segment_counts, wipe
-from tests.support.iam_policy import (
+from testing.factories import plain_index, segment_counts, wipe
+from testing.iam_policy import (
     DomainAuthorizer,
     documented_domain,
     documented_role_arn,
@@ -40,11 +40,11 @@ from tests.support.iam_policy import (
     trust_policy,
     without_resource,
 )
-from tests.support.job import JobResult
-from tests.support.k8s import Kube, exit_code, finished, restricted_namespace, script, wait_until
-from tests.support.node import OpenSearchNode
-from tests.support.oidc_sts import OidcIssuer, OidcSts
-from tests.support.sigv4_proxy import SigV4Proxy
+from testing.job import JobResult
+from testing.k8s import Kube, exit_code, finished, restricted_namespace, script, wait_until
+from testing.node import OpenSearchNode
+from testing.oidc_sts import OidcIssuer, OidcSts
+from testing.sigv4_proxy import SigV4Proxy
 
 pytestmark = [pytest.mark.k8s, pytest.mark.integration, pytest.mark.one_version]
 

@@ -25,12 +25,12 @@ from merge_job.decisions import Decision, IndexPlan, Plan, SkipReason
 from merge_job.metrics import build_registry, grouping_key, index_counts
 from merge_job.outcome import MergeOutcome, Status
 from merge_job.scheduler import RunResult
-from tests.support.chart import tool
-from tests.support.factories import daily_indices
-from tests.support.job import JobResult, run_job
-from tests.support.node import OpenSearchNode
-from tests.support.pushgateway import Pushgateway, free_port, running_pushgateway
-from tests.support.server import LoopbackServer, QuietHandler
+from testing.chart import tool
+from testing.factories import daily_indices
+from testing.job import JobResult, run_job
+from testing.node import OpenSearchNode
+from testing.pushgateway import Pushgateway, free_port, running_pushgateway
+from testing.server import LoopbackServer, QuietHandler
 
 # --- what a run reports (no network) ---------------------------------------------------
 

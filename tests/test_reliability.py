@@ -1,6 +1,6 @@
 """Faults the nightly job must survive, against the real test OpenSearch.
 
-A fault-injecting proxy (tests/support/recording_proxy.py) sits between the job and the
+A fault-injecting proxy (testing/recording_proxy.py) sits between the job and the
 node; hooks on it act at an exact moment (restart the node, delete an index, signal the
 job). Scenarios whose behaviour does not depend on the engine version run once, on the
 first image; the others (how a force-merge is submitted and watched differs: a task on
@@ -25,11 +25,11 @@ import pytest
 from merge_job.merge import Pacing
 from merge_job.scheduler import HEALTH_MAX_AGE_S
 from merge_job.values import parse_duration
-from tests.support.audit import check_active
-from tests.support.factories import large_index, plain_index, segment_counts
-from tests.support.job import JobResult, RunningJob, run_job, start_job
-from tests.support.node import OpenSearchNode
-from tests.support.recording_proxy import RecordedRequest, RecordingProxy, recording_proxy
+from testing.audit import check_active
+from testing.factories import large_index, plain_index, segment_counts
+from testing.job import JobResult, RunningJob, run_job, start_job
+from testing.node import OpenSearchNode
+from testing.recording_proxy import RecordedRequest, RecordingProxy, recording_proxy
 
 pytestmark = pytest.mark.integration
 

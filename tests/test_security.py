@@ -24,10 +24,10 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from requests_aws4auth import AWS4Auth
 
-from tests.support.factories import daily_indices, segment_counts
-from tests.support.job import JobResult
-from tests.support.node import OpenSearchNode
-from tests.support.sigv4_proxy import (
+from testing.factories import daily_indices, segment_counts
+from testing.job import JobResult
+from testing.node import OpenSearchNode
+from testing.sigv4_proxy import (
     SIGNATURE_MISMATCH,
     TOKEN_EXPIRED,
     TOKEN_INVALID,
@@ -35,13 +35,13 @@ from tests.support.sigv4_proxy import (
     IssuedCredentials,
     SigV4Proxy,
 )
-from tests.support.sts import (
+from testing.sts import (
     LIBRARY_DEBUG_PREAMBLE,
     REGION,
     IrsaSts,
     PodEnvironment,
 )
-from tests.support.tls import CertificateAuthority
+from testing.tls import CertificateAuthority
 
 NOW = datetime.now(UTC)
 KEY = IssuedCredentials(

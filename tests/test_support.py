@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.containers import (
+from testing.containers import (
     CONTAINER_LABEL,
     HOST_LABEL,
     STARTED_LABEL,
@@ -23,8 +23,8 @@ from tests.support.containers import (
     remove_stale_containers,
     require_docker,
 )
-from tests.support.node import opensearch_images
-from tests.support.versions import VERSIONS_FILE, pinned_versions
+from testing.node import opensearch_images
+from testing.versions import VERSIONS_FILE, pinned_versions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -121,7 +121,7 @@ PIN_FILES = [
     "benchmarks/*.py",
     "benchmarks/*.sh",
     "tests/conftest.py",
-    "tests/support/*.py",
+    "testing/*.py",
     "tests/images/*/Dockerfile",
 ]
 
@@ -159,7 +159,7 @@ def test_the_readme_names_exactly_the_tested_versions() -> None:
 
 
 def test_support_sets_testcontainers_defaults_without_pytest() -> None:
-    """The demo and the benchmarks import tests.support without conftest: testcontainers
+    """The demo and the benchmarks import testing without conftest: testcontainers
     must still be told not to pull Ryuk and to reach containers over loopback."""
     env = {
         k: v
@@ -167,7 +167,7 @@ def test_support_sets_testcontainers_defaults_without_pytest() -> None:
         if not k.startswith("TESTCONTAINERS_") and k != "TC_MAX_TRIES"
     }
     code = (
-        "import os, tests.support.node, testcontainers.core.config as c; "
+        "import os, testing.node, testcontainers.core.config as c; "
         "print(os.environ['TESTCONTAINERS_RYUK_DISABLED'], c.testcontainers_config.ryuk_disabled)"
     )
     done = subprocess.run(

@@ -17,10 +17,10 @@ from merge_job.progress import (
     parse_merge_stats,
     progress_between,
 )
-from tests.support.factories import daily_indices, plain_index
-from tests.support.node import OpenSearchNode
-from tests.support.recording_proxy import recording_proxy
-from tests.support.terminal import run_on_terminal
+from testing.factories import daily_indices, plain_index
+from testing.node import OpenSearchNode
+from testing.recording_proxy import recording_proxy
+from testing.terminal import run_on_terminal
 
 IAM_DOC = Path(__file__).resolve().parents[1] / "docs" / "iam.md"
 BY_NAME_DATE = {"MERGE_NAME_DATE_FORMAT": "%Y.%m.%d", "MERGE_MIN_AGE": "1d"}

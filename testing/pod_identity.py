@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from tests.support.server import LoopbackServer, QuietHandler
-from tests.support.sts import ROLE_ARN, IrsaSts
+from testing.server import LoopbackServer, QuietHandler
+from testing.sts import ROLE_ARN, IrsaSts
 
 CREDENTIALS_PATH = "/v1/credentials"
 JSON = ("Content-Type", "application/json")

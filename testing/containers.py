@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from testing.paths import REPO
+
 CANNOT_BUILD_HERE = 3  # scripts/build-debian-base.sh: a prerequisite is missing
 
 CONTAINER_LABEL = "merge-job-test"  # value: the owner's PID

@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.support.containers import docker_unavailable_reason, merge_job_image
+from testing.containers import docker_unavailable_reason, merge_job_image
+from testing.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 K8S_SCRIPT = REPO / "scripts" / "k8s.sh"
 BUILD_SCRIPT = REPO / "scripts" / "build-k8s.sh"
 CACHE = Path(os.environ.get("MERGE_JOB_CACHE", Path.home() / ".cache" / "merge-job"))

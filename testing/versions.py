@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from pathlib import Path
 
-VERSIONS_FILE = Path(__file__).resolve().parents[1] / "images" / "versions"
+from testing.paths import TESTS
+
+VERSIONS_FILE = TESTS / "images" / "versions"
 
 # Where a machine with a registry gets each engine's image.
 OFFICIAL_REPOSITORIES = {

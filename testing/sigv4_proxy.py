@@ -43,7 +43,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
 
-from tests.support.server import LoopbackServer, QuietHandler
+from testing.server import LoopbackServer, QuietHandler
 
 MAX_SKEW = timedelta(minutes=5)
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pexpect
 import pyte
 
-from tests.support.job import job_env
+from testing.job import job_env
 
 COLUMNS = 160
 # Tall enough that nothing a test reads scrolls away.
@@ -46,10 +46,10 @@ def run_on_terminal(
     `settings` as environment variables.
 
     LOG_FORMAT is `auto` unless `settings` say otherwise. The request audit is checked
-    after the run (tests/support/audit.py). A job still running after `timeout` is killed
+    after the run (testing/audit.py). A job still running after `timeout` is killed
     (its own PID only) and the test fails.
     """
-    from tests.support.audit import check_active
+    from testing.audit import check_active
 
     env = job_env(endpoint, **{"LOG_FORMAT": "auto", "TERM": "xterm-256color", **settings})
     env.pop("NO_COLOR", None)

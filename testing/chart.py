@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.containers import docker_required
+from testing.containers import docker_required
+from testing.paths import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "merge-job"
 RELEASE = "nightly"
 # The one value without a default: the chart refuses to render without it.

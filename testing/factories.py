@@ -269,7 +269,7 @@ def wipe(client: Any) -> None:
     # Blocks on test indices first: a read-only or metadata block refuses the delete and
     # the listing below. One block per request: OpenSearch lets a request through a
     # block only when it changes that block alone.
-    from tests.support.audit import blocked_indices
+    from testing.audit import blocked_indices
 
     for name, blocks in blocked_indices(client).items():
         if name.startswith(".") and not name.startswith(HIDDEN_PREFIX):

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.support.containers import owner_labels
-from tests.support.versions import pinned_versions
+from testing.containers import owner_labels
+from testing.versions import pinned_versions
 
 # Small heap: CI machines have 2 cores and every test session starts one node per version.
 JAVA_OPTS = "-Xms512m -Xmx512m"
@@ -65,7 +65,7 @@ class OpenSearchNode:
     """A running node (OpenSearch, or Elasticsearch 7.10) reachable from this machine.
 
     `url` is the session's audit proxy in front of the node: every job run that reaches
-    the node goes through it and is checked (tests/support/audit.py). `client` talks to
+    the node goes through it and is checked (testing/audit.py). `client` talks to
     the node directly (`direct_url`): test set-up is not audited.
     """
 
@@ -75,7 +75,7 @@ class OpenSearchNode:
     client: Any  # opensearchpy.OpenSearch
     container: Any  # testcontainers OpenSearchContainer
     direct_url: str = ""
-    audit: Any = field(default=None, compare=False)  # tests.support.audit.NodeAudit
+    audit: Any = field(default=None, compare=False)  # testing.audit.NodeAudit
     distribution: str = "opensearch"  # "elasticsearch" for Elasticsearch
     capabilities: Capabilities = field(default=Capabilities(True, True), compare=False)
 

@@ -1,7 +1,7 @@
 """The IAM policies docs/iam.md tells users to create, read from the doc and evaluated as IAM
 evaluates the parts they use.
 
-The doc is the source: the test STS (tests/support/oidc_sts.py) decides
+The doc is the source: the test STS (testing/oidc_sts.py) decides
 AssumeRoleWithWebIdentity with the documented trust policy, its example OIDC provider
 replaced by the test cluster's issuer, and the SigV4 proxy in front of the test OpenSearch
 authorizes each request with the documented identity policy. A policy element these
@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from testing.paths import REPO
+
 IAM_DOC = REPO / "docs" / "iam.md"
 
 Policy = dict[str, Any]

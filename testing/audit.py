@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from tests.support.recording_proxy import RecordedRequest, RecordingProxy
+from testing.recording_proxy import RecordedRequest, RecordingProxy
 
 # One concrete index: no list, no wildcard, no `_all`, nothing that widens the selection.
 _ONE_INDEX = r"(?P<index>[^/,*?_][^/,*?]*)"

@@ -15,7 +15,7 @@ sts:AssumeRoleWithWebIdentity" for the trust policy, so botocore raises the real
 Accepted calls go on to moto (IrsaSts), which issues the temporary credentials the SigV4
 proxy verifies signatures with.
 
-The trust policy is docs/iam.md's (tests/support/iam_policy.py), the signature check
+The trust policy is docs/iam.md's (testing/iam_policy.py), the signature check
 PyJWT's.
 """
 
@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 
 import jwt
 
-from tests.support.iam_policy import allows_web_identity, provider_arn
-from tests.support.sts import ACCOUNT_ID, NOT_AUTHORIZED, IrsaSts, sts_error
+from testing.iam_policy import allows_web_identity, provider_arn
+from testing.sts import ACCOUNT_ID, NOT_AUTHORIZED, IrsaSts, sts_error
 
 # The client id an IRSA OIDC provider is registered with in IAM.
 STS_AUDIENCE = "sts.amazonaws.com"

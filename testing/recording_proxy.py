@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote, urlsplit
 
-from tests.support.server import LoopbackServer, QuietHandler
+from testing.server import LoopbackServer, QuietHandler
 
 RESET = 0  # the `status` recorded for a request answered with a connection reset
 

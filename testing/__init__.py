@@ -9,7 +9,7 @@ import os
 # Testcontainers reads its configuration at import time, so these defaults go first.
 # Ryuk (the reaper container) cannot be pulled without a registry; containers are removed
 # by the fixtures instead (on teardown, and stale ones from a killed run at session start:
-# tests/support/containers.py).
+# testing/containers.py).
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 # Inside a container-like machine testcontainers would dial the bridge gateway; tests
 # only ever talk to loopback, so ports are mapped and reached on 127.0.0.1.

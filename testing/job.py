@@ -72,9 +72,9 @@ class RunningJob:
 
     def wait(self, timeout: float = 600, audit: bool = True) -> JobResult:
         """The job's result; the request audit and merge invariants are checked after it
-        (tests/support/audit.py) unless `audit` is False. A job still running after
+        (testing/audit.py) unless `audit` is False. A job still running after
         `timeout` is killed and the test fails with subprocess.TimeoutExpired."""
-        from tests.support.audit import check_active
+        from testing.audit import check_active
 
         try:
             stdout, stderr = self.process.communicate(timeout=timeout)
@@ -116,7 +116,7 @@ def run_job(
     """`python -m merge_job <args>` with settings given as environment variables.
 
     After the run, the request audit and merge invariants of the session's nodes are
-    checked (tests/support/audit.py), so a run that broke one fails right here; a test
+    checked (testing/audit.py), so a run that broke one fails right here; a test
     that changes the node itself after the run (restarts it) passes `audit=False` and
     calls `check_active()` once the node is back.
     """

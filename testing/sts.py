@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode
 
-from tests.support.job import JobResult
-from tests.support.server import LoopbackServer, QuietHandler
-from tests.support.sigv4_proxy import IssuedCredentials
+from testing.job import JobResult
+from testing.server import LoopbackServer, QuietHandler
+from testing.sigv4_proxy import IssuedCredentials
 
 ACCOUNT_ID = "111122223333"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/merge-job"

@@ -24,7 +24,8 @@ from typing import Any
 
 import yaml
 
-from tests.support.k8s import REPO, Kube, processes_under, wait_until
+from testing.k8s import Kube, processes_under, wait_until
+from testing.paths import REPO
 
 ARGOCD_SCRIPT = REPO / "scripts" / "argocd.sh"
 BUILD_SCRIPT = REPO / "scripts" / "build-argocd.sh"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import functools
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+from testing.paths import TESTS
+
+SCHEMAS = TESTS / "schemas"
 # kind -> (apiVersion, vendored schema file)
 CRDS = {"PrometheusRule": ("monitoring.coreos.com/v1", "prometheusrule-v1.openapi.yaml")}
 
