@@ -1,7 +1,7 @@
 """A real Argo CD (scripts/argocd.sh) beside scripts/k8s.sh's cluster, the git repository
 it syncs from, and the manifests docs/deploy.md tells users to configure.
 
-Only the GitOps suite (tests/test_gitops.py) uses this. It needs what the Kubernetes
+Only the GitOps suite (tests/e2e/test_gitops.py) uses this. It needs what the Kubernetes
 end-to-end suite needs (root on Linux, a Docker engine) plus the Argo CD binary, which
 scripts/argocd.sh builds once (scripts/build-argocd.sh, Go and the module proxy); elsewhere
 those tests skip with the reason, unless MERGE_JOB_REQUIRE_K8S=1 (CI): then it is a failure.

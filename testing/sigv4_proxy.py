@@ -68,7 +68,7 @@ _AUTHORIZATION_RE = re.compile(
 _SIGNATURE_RE = re.compile(r"Signature=([0-9a-f]{64})")
 
 # Every (method, path shape) the job sent through a verifying proxy in this test session,
-# per OpenSearch version: what docs/iam.md must list (tests/test_irsa.py checks it).
+# per OpenSearch version: what docs/iam.md must list (tests/e2e/test_irsa.py checks it).
 SESSION_AUDIT: dict[str, set[tuple[str, str]]] = {}
 
 

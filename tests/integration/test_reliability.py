@@ -6,7 +6,7 @@ job). Scenarios whose behaviour does not depend on the engine version run once, 
 first image; the others (how a force-merge is submitted and watched differs: a task on
 OpenSearch 2.7+, one blocking request on OpenSearch 1.3 and Elasticsearch 7.x) run on
 every pinned engine version. docs/reliability.md lists every
-scenario with its test; tests/test_reliability_doc.py keeps the two in step.
+scenario with its test; tests/docs/test_reliability_doc.py keeps the two in step.
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ from testing.chart import (
     tool,
 )
 from testing.crd import crd_errors
+from testing.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 METRICS_VALUES = CHART / "ci" / "metrics-values.yaml"
 ALERT_TESTS = REPO / "tests" / "alerts" / "merge-job.test.yaml"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from pathlib import Path
 
 import pytest
 
@@ -19,10 +18,11 @@ from merge_job.progress import (
 )
 from testing.factories import daily_indices, plain_index
 from testing.node import OpenSearchNode
+from testing.paths import REPO
 from testing.recording_proxy import recording_proxy
 from testing.terminal import run_on_terminal
 
-IAM_DOC = Path(__file__).resolve().parents[1] / "docs" / "iam.md"
+IAM_DOC = REPO / "docs" / "iam.md"
 BY_NAME_DATE = {"MERGE_NAME_DATE_FORMAT": "%Y.%m.%d", "MERGE_MIN_AGE": "1d"}
 STATS_READ = r"^/[^/]+/_stats/merge,segments$"
 

@@ -3,7 +3,7 @@ unassignable replicas, a shrink, and selection by alias.
 
 States the test engines cannot produce (searchable snapshots, UltraWarm, replication
 followers, a replica waiting for its node to return) are covered by recorded answers in
-tests/test_plan.py; docs/contract.md says why.
+tests/unit/test_plan.py; docs/contract.md says why.
 """
 
 from __future__ import annotations

@@ -24,9 +24,8 @@ from testing.containers import (
     require_docker,
 )
 from testing.node import opensearch_images
+from testing.paths import REPO
 from testing.versions import VERSIONS_FILE, pinned_versions
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def dead_pid() -> int:
@@ -172,7 +171,7 @@ def test_support_sets_testcontainers_defaults_without_pytest() -> None:
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=REPO,
         env=env,
         capture_output=True,
         text=True,

@@ -11,7 +11,9 @@ import ast
 import graphlib
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "merge_job"
+from testing.paths import REPO
+
+PACKAGE = REPO / "merge_job"
 
 
 def module_name(path: Path) -> str:

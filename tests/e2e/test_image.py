@@ -14,7 +14,6 @@ import subprocess
 import tomllib
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,10 +23,10 @@ from testing.containers import label_args, merge_job_image
 from testing.factories import daily_indices, segment_counts
 from testing.job import JobResult
 from testing.node import OpenSearchNode
+from testing.paths import REPO
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 
 

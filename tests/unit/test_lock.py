@@ -15,7 +15,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-REPO = Path(__file__).resolve().parents[1]
+from testing.paths import REPO
 
 
 def lock_check(root: Path) -> subprocess.CompletedProcess[str]:

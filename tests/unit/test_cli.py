@@ -20,8 +20,9 @@ from merge_job.client import ClusterClient
 from merge_job.cluster_state import PLANNING_REQUESTS
 from merge_job.errors import CredentialsError
 from testing.fake_opensearch import FakeOpenSearch, FakeTransport
+from testing.paths import RESPONSES as ALL_RESPONSES
 
-RESPONSES = Path(__file__).parent / "fixtures" / "responses" / "opensearch-2.19"
+RESPONSES = ALL_RESPONSES / "opensearch-2.19"
 ENV = {"ES_DOMAIN_ENDPOINT": "http://127.0.0.1:9", "LOG_FORMAT": "json", "MERGE_MIN_AGE": "0"}
 
 

@@ -22,6 +22,7 @@ import pytest
 from testing.factories import daily_indices, segment_counts
 from testing.job import JobResult
 from testing.node import OpenSearchNode
+from testing.paths import REPO
 from testing.pod_identity import PodIdentityAgent
 from testing.sigv4_proxy import SESSION_AUDIT, TOKEN_EXPIRED, SigV4Proxy
 from testing.sts import (
@@ -34,7 +35,7 @@ from testing.sts import (
 pytestmark = pytest.mark.integration
 
 BY_NAME_DATE = {"MERGE_NAME_DATE_FORMAT": "%Y.%m.%d", "MERGE_MIN_AGE": "1d"}
-IAM_DOC = Path(__file__).resolve().parents[1] / "docs" / "iam.md"
+IAM_DOC = REPO / "docs" / "iam.md"
 
 
 @pytest.fixture

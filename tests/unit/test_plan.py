@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +14,9 @@ from merge_job.config import Settings
 from merge_job.decisions import Decision, IndexPlan, Plan, SkipReason
 from merge_job.plan import build_plan
 from merge_job.values import date_from_name
+from testing.paths import RESPONSES as ALL_RESPONSES
 
-RESPONSES = Path(__file__).parent / "fixtures" / "responses"
+RESPONSES = ALL_RESPONSES
 VERSIONS = ["opensearch-2.19", "opensearch-1.3"]
 KEYS = ("root", "health", "metadata", "aliases", "stats", "shards", "nodes_fs", "tasks")
 

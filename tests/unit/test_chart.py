@@ -676,5 +676,5 @@ def test_readme_values_table_matches_values_yaml() -> None:
     )
 
 
-if __name__ == "__main__":  # print the README values table: python -m tests.test_chart
+if __name__ == "__main__":  # print the README values table: python -m tests.unit.test_chart
     print(values_table())

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from merge_job.decisions import SkipReason
 from merge_job.errors import ExitCode
 from merge_job.options import OPTIONS
+from testing.paths import REPO
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = REPO / "README.md"
 
 
 def readme_section(title: str) -> str:
@@ -51,7 +51,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 def test_iam_policies_in_the_readme_are_the_audited_ones_in_docs_iam() -> None:
-    """docs/iam.md is checked against the recorded requests (tests/test_irsa.py)."""
+    """docs/iam.md is checked against the recorded requests (tests/e2e/test_irsa.py)."""
     iam = (README.parent / "docs" / "iam.md").read_text()
     audited = re.findall(r"```json\n(.*?)```", iam, re.S)[:2]
     shown = re.findall(r"```json\n(.*?)```", readme_section("IAM role for IRSA"), re.S)

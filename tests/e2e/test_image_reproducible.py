@@ -14,18 +14,17 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.test_image import docker_run, image  # noqa: F401  # the session's image fixture
+from testing.paths import REPO
+from tests.e2e.test_image import docker_run, image  # noqa: F401  # the session's image fixture
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[1]
 BASE_IMAGE = os.environ.get("BASE_IMAGE", "merge-job-build/python:3.11-bookworm")
 
 # Every installed distribution with the sha256 of each file its RECORD lists, and every

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from testing.paths import REPO
+
+ROOT = REPO
 DOC = ROOT / "docs" / "reliability.md"
 REFERENCE_RE = re.compile(r"`(test_[a-z_]+\.py)::(test_[a-z0-9_]+)`")
 
 
 def functions_in(file_name: str) -> set[str]:
-    tree = ast.parse((ROOT / "tests" / file_name).read_text())
+    """The tests in every tier's file of that name (a module's unit and integration tests
+    share its name)."""
+    paths = sorted((ROOT / "tests").glob(f"*/{file_name}"))
+    assert paths, f"no tests/*/{file_name}"
     return {
         node.name
-        for node in tree.body
+        for path in paths
+        for node in ast.parse(path.read_text()).body
         if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
     }
 
