@@ -139,3 +139,10 @@ def remove_stale_containers() -> list[str]:
             container.remove(force=True)
             removed.append(container.name)
     return removed
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended (to stand for a session that is gone)."""
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid

@@ -3,7 +3,6 @@ tests' skip on a machine that cannot build the image."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -18,20 +17,12 @@ from testing.containers import (
     CONTAINER_LABEL,
     HOST_LABEL,
     STARTED_LABEL,
+    dead_pid,
     owner_alive,
     owner_labels,
-    remove_stale_containers,
-    require_docker,
 )
-from testing.node import opensearch_images
 from testing.paths import REPO
 from testing.versions import VERSIONS_FILE, pinned_versions
-
-
-def dead_pid() -> int:
-    process = subprocess.Popen(["true"])
-    process.wait()
-    return process.pid
 
 
 def test_containers_of_this_session_are_alive() -> None:
@@ -62,40 +53,6 @@ def test_a_reused_pid_does_not_keep_a_stale_container() -> None:
 
 def test_another_machine_s_containers_are_left_alone() -> None:
     assert owner_alive({CONTAINER_LABEL: str(dead_pid()), HOST_LABEL: "another-machine"})
-
-
-@pytest.mark.integration
-def test_reaper_removes_stale_containers_and_keeps_live_sessions_ones() -> None:
-    require_docker()
-    import docker
-
-    client = docker.from_env()
-    image = opensearch_images()[0]
-    stale_labels = {**owner_labels(), CONTAINER_LABEL: str(dead_pid())}
-    started = []
-    try:
-        for labels in (stale_labels, owner_labels()):
-            started.append(
-                client.containers.run(
-                    image,
-                    entrypoint="sleep",
-                    command="120",
-                    labels=labels,
-                    network_mode="none",
-                    detach=True,
-                )
-            )
-        stale, live = started
-        removed = remove_stale_containers()
-        assert stale.name in removed
-        assert live.name not in removed
-        names = {c.name for c in client.containers.list(all=True)}
-        assert stale.name not in names
-        assert live.name in names
-    finally:
-        for container in started:
-            with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True)
 
 
 def test_image_tests_skip_with_the_reason_when_the_base_cannot_be_built(
