@@ -114,7 +114,7 @@ def plan_of(
 ) -> Plan:
     nodes = nodes or {}
     return Plan(
-        version="2.19.6" if task else "1.3.20",
+        version="2.19.0" if task else "1.3.0",  # a label only: async_forcemerge decides
         health="green",
         async_forcemerge=task,
         indices=tuple(

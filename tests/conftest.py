@@ -24,6 +24,9 @@ from testing.node import (
     start_opensearch,
 )
 
+# Fixtures shared by the security tests of both tiers (sts, pod, ca).
+pytest_plugins = ["testing.security_fixtures"]
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The cluster's tear-down test checks that `down` leaves nothing behind: it runs right
