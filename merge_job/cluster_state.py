@@ -386,7 +386,7 @@ def parse_snapshot(responses: Mapping[str, Any]) -> ClusterSnapshot:
         indices[name] = IndexInfo(
             name=name,
             state=str(body.get("state", "open")),
-            hidden=str(settings.get("hidden", "false")).lower() == "true",
+            hidden=truthy(settings.get("hidden")),
             creation_date=creation_date,
             aliases=alias_map,
             settings=flat,
