@@ -23,7 +23,7 @@
 # where <digest> is what `docker buildx imagetools inspect python:3.11.14-slim-bookworm`
 # (or `docker image inspect --format '{{index .RepoDigests 0}}'` after a pull) reports.
 # With a pinned base and the locked requirements, two builds of one commit install the
-# same files (tests/test_image_reproducible.py compares them).
+# same files (tests/e2e/test_image_reproducible.py compares them).
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 # builder: has pip and (in the online path) network access; builds the venv that is the

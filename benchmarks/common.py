@@ -20,8 +20,8 @@ from typing import Any
 
 from tabulate import tabulate
 
-from tests.support.job import job_env
-from tests.support.versions import primary_opensearch
+from testing.job import job_env
+from testing.versions import primary_opensearch
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parent.parent

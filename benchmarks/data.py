@@ -1,6 +1,6 @@
 """Benchmark data: many daily indices made fast (an index template plus bulk auto-create).
 
-Like tests/support/factories.py, each refreshed bulk round becomes one Lucene segment per shard and
+Like testing/factories.py, each refreshed bulk round becomes one Lucene segment per shard and
 the merge policy is held off, so every index starts with exactly `segments` segments.
 """
 

@@ -34,7 +34,7 @@ import requests
 
 from benchmarks import cluster, common, data
 from benchmarks.planning import job_settings
-from merge_job.execute import NODE_QUEUE
+from merge_job.scheduler import NODE_QUEUE
 
 PREFIX = "node-"
 TARGET_SPEEDUP = {0: 1.7, 1: 1.35}  # by replicas

@@ -42,8 +42,8 @@ from typing import Any
 
 from benchmarks import cluster, common, data
 from benchmarks.planning import job_settings
-from tests.support.recording_proxy import RecordedRequest, recording_proxy
-from tests.support.versions import primary_opensearch
+from testing.recording_proxy import RecordedRequest, recording_proxy
+from testing.versions import primary_opensearch
 
 PREFIX = "peer-"
 CURATOR_PACKAGE = "curator-opensearch==0.0.13"

@@ -16,7 +16,7 @@ import statistics
 from typing import Any
 
 from benchmarks import cluster, common, data, synthetic
-from tests.support.recording_proxy import recording_proxy
+from testing.recording_proxy import recording_proxy
 
 
 def job_settings(prefix: str = data.PREFIX) -> dict[str, str]:

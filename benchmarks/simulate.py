@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks import common
-from merge_job.execute import next_merge
-from merge_job.plan import Decision, IndexPlan
+from merge_job.decisions import Decision, IndexPlan
+from merge_job.scheduler import next_merge
 
 
 def makespan(

@@ -19,8 +19,8 @@ from typing import Any
 
 from benchmarks import common
 from benchmarks.synthetic import PlanningStub
-from merge_job.snapshot import PLANNING_REQUESTS
-from tests.support.job import job_env
+from merge_job.cluster_state import PLANNING_REQUESTS
+from testing.job import job_env
 
 FIXTURES = common.REPO / "tests" / "fixtures" / "responses" / "opensearch-2.19"
 ROUTES = {path: key for key, (path, _) in PLANNING_REQUESTS.items()}

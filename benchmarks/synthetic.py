@@ -17,9 +17,9 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from benchmarks import data
-from merge_job.snapshot import PLANNING_REQUESTS
-from tests.support.server import LoopbackServer, QuietHandler
-from tests.support.versions import primary_opensearch
+from merge_job.cluster_state import PLANNING_REQUESTS
+from testing.server import LoopbackServer, QuietHandler
+from testing.versions import primary_opensearch
 
 NODE = "BIUooQmsSDK63gHMNN7ruw"
 DAY_MS = 86_400_000

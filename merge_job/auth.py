@@ -9,8 +9,9 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
-from merge_job.config import AuthMode, Settings
+from merge_job.config import Settings
 from merge_job.errors import CredentialsError
+from merge_job.options import AuthMode
 
 if TYPE_CHECKING:
     import requests

@@ -45,14 +45,19 @@ def main(argv: list[str] | None = None) -> int:
         log.error("config_error", error=str(err), exit_code=int(ExitCode.BAD_CONFIG))
         return int(ExitCode.BAD_CONFIG)
 
-    from merge_job.logs import configure_logging
+    from merge_job.logs import LogSink, configure_logging
 
     view = _terminal_view(settings, argv, started)
+    sink = None
+    if view is not None:
+        from merge_job.terminal import TerminalHandler, view_processor
+
+        sink = LogSink(handler=TerminalHandler(view), renderer=view_processor(view))
     configure_logging(
         settings.log_format,
         settings.log_level,
         secrets=[settings.basic_auth_password or ""],
-        view=view,
+        sink=sink,
     )
     log = _logger()
     log.info("config", **settings.redacted())
@@ -98,7 +103,8 @@ def _terminal_view(
     """
     if not (settings.merges_allowed and settings.log_format == "auto" and sys.stderr.isatty()):
         return None
-    from merge_job.terminal import RunView, cluster_stats_reader
+    from merge_job.progress import cluster_stats_reader
+    from merge_job.terminal import RunView
 
     # parse_settings has accepted these arguments already; --quiet is presentation only
     # and so not part of Settings (nor of the `config` event or the plan document).
@@ -115,7 +121,7 @@ def _terminal_view(
 def _logger() -> Any:
     import structlog
 
-    return structlog.get_logger("merge_job")
+    return structlog.get_logger(__name__)
 
 
 def _install_stop_handlers(stop: threading.Event) -> dict[int, _SignalHandler]:

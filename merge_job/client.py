@@ -30,16 +30,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from merge_job.config import Settings
-from merge_job.errors import (
-    CredentialsRefusedError,
-    PermissionDeniedError,
-    permission_message,
-    refused_action,
-    refused_message,
-    service_message,
-)
-from merge_job.snapshot import (
+from merge_job.cluster_state import (
     ALL_INDICES_READS,
     INDEX_STATS_PARAMS,
     PLANNING_REQUESTS,
@@ -51,10 +42,23 @@ from merge_job.snapshot import (
     parse_merge_tasks,
     parse_snapshot,
     parse_task_status,
+    parse_version,
     unreadable_indices,
 )
+from merge_job.config import Settings
+from merge_job.engines import require_supported
+from merge_job.errors import (
+    CredentialsRefusedError,
+    IndexClosedError,
+    IndexGoneError,
+    PermissionDeniedError,
+    permission_message,
+    refused_action,
+    refused_message,
+    service_message,
+)
 
-log = structlog.get_logger("merge_job.client")
+log = structlog.get_logger(__name__)
 
 RETRYABLE_STATUSES = (429, 502, 503, 504)
 MAX_ATTEMPTS = 5
@@ -63,12 +67,24 @@ MAX_RETRY_AFTER_SECONDS = 60.0
 LONG_POLL_GRACE_S = 30.0
 
 
-class RetryableStatusError(opensearchpy.TransportError):
-    """429/502/503/504: the request may be retried (after Retry-After, if given)."""
+def retryable_status_error(
+    status: int, error: str, retry_after: float | None
+) -> opensearchpy.TransportError:
+    """429/502/503/504 as the transport raises it: the request may be retried (after
+    Retry-After, if given). opensearch-py raises the plain TransportError for these
+    statuses too; ours carries Retry-After in `info`."""
+    return opensearchpy.TransportError(status, error, {"retry_after": retry_after})
 
-    def __init__(self, status: int, error: str, retry_after: float | None) -> None:
-        super().__init__(status, error, {"retry_after": retry_after})
-        self.retry_after = retry_after
+
+def is_retryable_status(err: BaseException) -> bool:
+    return isinstance(err, opensearchpy.TransportError) and err.status_code in RETRYABLE_STATUSES
+
+
+def retry_after(err: BaseException) -> float | None:
+    """The Retry-After of a retryable status, in seconds, when the server sent one."""
+    info = getattr(err, "info", None)
+    value = info.get("retry_after") if isinstance(info, dict) else None
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -117,7 +133,7 @@ def ca_source(settings: Settings) -> str:
 
 
 class _Connection(RequestsHttpConnection):
-    """Turns retryable HTTP statuses into RetryableStatusError carrying Retry-After."""
+    """Raises retryable HTTP statuses itself, so that the error carries Retry-After."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -147,7 +163,7 @@ class _Connection(RequestsHttpConnection):
             headers=headers,
         )
         if status in RETRYABLE_STATUSES and status not in ignore:
-            raise RetryableStatusError(
+            raise retryable_status_error(
                 status, raw[:500], _parse_retry_after(response_headers.get("Retry-After"))
             )
         return status, response_headers, raw
@@ -175,15 +191,16 @@ def build_client(settings: Settings, http_auth: Any) -> OpenSearch:
 def _is_retryable(err: BaseException) -> bool:
     if isinstance(err, opensearchpy.SSLError):
         return False  # a certificate problem does not fix itself
-    return isinstance(err, opensearchpy.ConnectionError | RetryableStatusError)
+    return isinstance(err, opensearchpy.ConnectionError) or is_retryable_status(err)
 
 
 def _wait(state: RetryCallState) -> float:
     backoff = wait_random_exponential(multiplier=0.5, max=30)(state)
     outcome = state.outcome
     err = outcome.exception() if outcome is not None else None
-    if isinstance(err, RetryableStatusError) and err.retry_after is not None:
-        return min(err.retry_after, MAX_RETRY_AFTER_SECONDS)
+    after = retry_after(err) if err is not None and is_retryable_status(err) else None
+    if after is not None:
+        return min(after, MAX_RETRY_AFTER_SECONDS)
     return float(backoff)
 
 
@@ -217,14 +234,6 @@ def index_path(index: str, *rest: str) -> str:
 def is_cluster_block(err: opensearchpy.TransportError) -> bool:
     """True for `cluster_block_exception` (an index or cluster block, e.g. read-only)."""
     return "cluster_block_exception" in f"{err.error} {str(err.info)[:500]}"
-
-
-class IndexGoneError(Exception):
-    """The index was deleted (404)."""
-
-
-class IndexClosedError(Exception):
-    """The index is closed."""
 
 
 class ClusterClient:
@@ -303,7 +312,8 @@ class ClusterClient:
         """The raw responses of PLANNING_REQUESTS (fixed count, whatever the index count).
 
         The root comes first, alone: an endpoint that is unreachable, refuses our
-        credentials or is not a supported engine is then told from one request. The rest
+        credentials or is not a supported engine (UnsupportedEngineError, exit 3) is then
+        told from one request. The rest
         go out side by side: each is one small read, and one after another they cost a
         round trip each before the first merge. An index with `index.blocks.metadata`
         makes the stats and aliases APIs refuse the whole request (403
@@ -313,6 +323,9 @@ class ClusterClient:
         """
         root_path, root_params = PLANNING_REQUESTS["root"]
         root = self.get(root_path, root_params)
+        # An engine the job does not support may refuse a later planning request, or
+        # answer it in a shape the planner misreads: refused here, before any other request.
+        require_supported(parse_version(root), self.endpoint)
         with ThreadPoolExecutor(len(PLANNING_REQUESTS), thread_name_prefix="planning") as pool:
 
             def send(key: str, prefix: str = "") -> Future[Any]:
@@ -402,7 +415,7 @@ class ClusterClient:
         def rejected(err: BaseException) -> bool:
             # A flood-stage block also answers 429, but waiting does not lift it.
             return (
-                isinstance(err, RetryableStatusError)
+                isinstance(err, opensearchpy.TransportError)
                 and err.status_code == 429
                 and not is_cluster_block(err)
             )

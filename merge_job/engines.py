@@ -12,17 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from merge_job.errors import UnreachableError
-from merge_job.snapshot import Version
+from merge_job.cluster_state import Version
+from merge_job.errors import UnsupportedEngineError
 
 OPENSEARCH = "OpenSearch"
 ELASTICSEARCH = "Elasticsearch"
 ELASTICSEARCH_SUPPORTED = ((7, 10), (8, 0))  # from, up to (excluded)
 SUPPORTED = "OpenSearch 1.0 or later, or Elasticsearch 7.10 to 7.17"
-
-
-class UnsupportedEngineError(UnreachableError):
-    """The cluster runs an engine or version merge-job does not support; nothing was merged."""
 
 
 @dataclass(frozen=True)

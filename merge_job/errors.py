@@ -1,4 +1,9 @@
-"""Exit codes and the exceptions that map onto them."""
+"""Exit codes with their meaning, and every exception merge-job defines.
+
+A retryable HTTP status is not an exception type of its own: the client raises
+opensearch-py's `TransportError` carrying the status (and Retry-After), so this module
+stays importable without opensearch-py (`--help` and `--version` never load it).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,31 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Process exit codes (see docs/contract.md)."""
+    """Process exit codes. `meaning` is the one statement of what each says: `--help`,
+    the terminal summary, the metrics help and the README table are derived from it."""
 
     OK = 0
     MERGE_FAILED = 1
     BAD_CONFIG = 2
     UNREACHABLE = 3
     INTERRUPTED = 4
+
+    @property
+    def meaning(self) -> str:
+        return _MEANINGS[self]
+
+
+_MEANINGS = {
+    ExitCode.OK: "done: every planned merge finished, or there was nothing to do",
+    ExitCode.MERGE_FAILED: "one or more merges failed or timed out; the others still ran",
+    ExitCode.BAD_CONFIG: "bad configuration: the message names the setting and the accepted "
+    "form; no request was sent",
+    ExitCode.UNREACHABLE: "the cluster could not be reached, refused the credentials or a "
+    "permission the job needs (the action is named), runs an engine or version merge-job "
+    "does not support, or failed the health gate",
+    ExitCode.INTERRUPTED: "stopped by the deadline or SIGTERM with work left; running merges "
+    "go on server-side",
+}
 
 
 class MergeJobError(Exception):
@@ -141,3 +164,19 @@ def service_message(info: object) -> str:
             return error
     text = str(info or "")
     return text[:300]
+
+
+class UnsupportedEngineError(UnreachableError):
+    """The cluster runs an engine or version merge-job does not support; nothing was merged."""
+
+
+class IndexGoneError(Exception):
+    """The index was deleted (404)."""
+
+
+class IndexClosedError(Exception):
+    """The index is closed."""
+
+
+class MergeStopped(Exception):
+    """The stop event was set while a merge was waiting; it is left running."""

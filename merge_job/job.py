@@ -13,16 +13,17 @@ import structlog
 
 from merge_job.auth import build_auth
 from merge_job.client import ClusterClient, build_client, ca_source
-from merge_job.config import AuthMode, Settings
-from merge_job.engines import require_supported, unsupported_reason
+from merge_job.config import Settings
+from merge_job.decisions import Plan
+from merge_job.engines import engine_of
 from merge_job.errors import ExitCode, UnreachableError
-from merge_job.execute import RunResult, Scheduler, health_gate
 from merge_job.metrics import push_run
-from merge_job.plan import Plan, build_plan
+from merge_job.options import AuthMode
+from merge_job.plan import build_plan
 from merge_job.report import plan_json, plan_table, run_summary
-from merge_job.snapshot import parse_version
+from merge_job.scheduler import RunResult, Scheduler, health_gate
 
-log = structlog.get_logger("merge_job")
+log = structlog.get_logger(__name__)
 
 
 def connect(settings: Settings) -> ClusterClient:
@@ -35,7 +36,8 @@ def connect(settings: Settings) -> ClusterClient:
 
 
 def read_plan(cluster: ClusterClient, settings: Settings, now: dt.datetime) -> Plan:
-    """Read the snapshot (fixed number of requests) and plan. Raises UnreachableError."""
+    """Read the snapshot (fixed number of requests) and plan. Raises UnreachableError
+    (UnsupportedEngineError after the first request when the engine is not supported)."""
     try:
         snapshot = cluster.snapshot()
     except opensearchpy.SSLError as err:
@@ -46,10 +48,8 @@ def read_plan(cluster: ClusterClient, settings: Settings, now: dt.datetime) -> P
     except opensearchpy.ConnectionError as err:
         raise UnreachableError(f"cannot reach {settings.endpoint}: {err}") from None
     except opensearchpy.TransportError as err:
-        # An engine the job does not support may refuse a planning request: say that.
-        refuse_unsupported_engine(cluster, settings)
         raise UnreachableError(f"planning request failed on {settings.endpoint}: {err}") from None
-    engine = require_supported(snapshot.version, settings.endpoint)
+    engine = engine_of(snapshot.version)
     log.info(
         "cluster",
         engine=engine.name,
@@ -61,19 +61,6 @@ def read_plan(cluster: ClusterClient, settings: Settings, now: dt.datetime) -> P
         task_forcemerge=snapshot.version.async_forcemerge,
     )
     return build_plan(snapshot, settings, now=now)
-
-
-def refuse_unsupported_engine(cluster: ClusterClient, settings: Settings) -> None:
-    """After a failed planning request: UnsupportedEngineError when the engine is why.
-
-    One more GET of the root; when that fails too, the planning error is the one to report.
-    """
-    try:
-        version = parse_version(cluster.get("/"))
-    except opensearchpy.TransportError:
-        return
-    if unsupported_reason(version) is not None:
-        require_supported(version, settings.endpoint)
 
 
 def print_plan(plan: Plan, settings: Settings, out: TextIO) -> None:

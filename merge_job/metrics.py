@@ -25,14 +25,15 @@ from typing import TYPE_CHECKING
 import structlog
 
 from merge_job.config import Settings
-from merge_job.execute import RunResult
-from merge_job.merge import MergeOutcome, Status
-from merge_job.plan import Plan
+from merge_job.decisions import Plan
+from merge_job.errors import ExitCode
+from merge_job.outcome import MergeOutcome, Status
+from merge_job.scheduler import RunResult
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-log = structlog.get_logger("merge_job.metrics")
+log = structlog.get_logger(__name__)
 
 JOB = "merge-job"
 
@@ -110,7 +111,9 @@ def build_registry(
     ).set(duration_s)
     gauge(
         "merge_job_exit_code",
-        "Exit code of the last run (0 ok, 1 merge failed, 2 config, 3 unreachable, 4 stopped).",
+        "Exit code of the last run: "
+        + "; ".join(f"{int(code)} {code.meaning}" for code in ExitCode)
+        + ".",
         registry=registry,
     ).set(exit_code)
 

@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import enum
-import functools
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from merge_job.config import Settings, date_format_regex
-from merge_job.engines import OPENSEARCH, engine_of
-from merge_job.snapshot import STARTED, ClusterSnapshot, IndexInfo, ShardCopy, ShardRow
+from merge_job import units
+from merge_job.cluster_state import (
+    STARTED,
+    ClusterSnapshot,
+    IndexInfo,
+    ShardCopy,
+    ShardRow,
+    truthy,
+)
+from merge_job.config import Settings
+from merge_job.decisions import Decision, IndexPlan, PatternWarning, Plan, SkipReason
+from merge_job.engines import engine_of
+from merge_job.readiness import Readiness, shard_readiness
+from merge_job.values import date_from_name, matches, starts_with_wildcard
 
-UNASSIGNED = "UNASSIGNED"
-NODE_LEFT = "NODE_LEFT"
-# Amazon OpenSearch Service names a domain's cluster `<12-digit account id>:<domain name>`.
 _AMAZON_CLUSTER_NAME_RE = re.compile(r"^\d{12}:")
 _METADATA_BLOCK_SETTINGS = (
     "index.blocks.read_only",
@@ -29,274 +34,30 @@ _METADATA_BLOCK_SETTINGS = (
 )
 
 
-class Decision(enum.StrEnum):
-    MERGE = "merge"
-    SKIP = "skip"
+def index_age(
+    info: IndexInfo, fmt: str | None, now: dt.datetime
+) -> tuple[dt.timedelta | None, str]:
+    """How old the index is, by the date in its name (`fmt`) or else its creation date,
+    and which of the two said so."""
+    if fmt:
+        named = date_from_name(info.name, fmt)
+        if named is not None:
+            return now - named, f"by name date {named.date().isoformat()}"
+    if info.creation_date is None:
+        return None, "no creation date"
+    suffix = " (no date in name)" if fmt else ""
+    return now - info.creation_date, f"by creation date{suffix}"
 
 
-class SkipReason(enum.StrEnum):
-    """Why an index is not merged. Values are part of the contract (stable, lowercase)."""
-
-    NOT_SELECTED = "not_selected"
-    EXCLUDED = "excluded"
-    CLOSED = "closed"
-    HIDDEN = "hidden"
-    WRITE_INDEX = "write_index"
-    DATA_STREAM_WRITE_INDEX = "data_stream_write_index"
-    TOO_YOUNG = "too_young"
-    ALREADY_MERGED = "already_merged"
-    TOO_FEW_DELETES = "too_few_deletes"
-    SHARDS_NOT_STARTED = "shards_not_started"
-    MERGE_IN_PROGRESS = "merge_in_progress"
-    INSUFFICIENT_DISK = "insufficient_disk"
-    BLOCKED = "blocked"
-    SEARCHABLE_SNAPSHOT = "searchable_snapshot"
-    ULTRAWARM = "ultrawarm"
-    REPLICATION_FOLLOWER = "replication_follower"
-    RESIZING = "resizing"
-    # Only at execution time: the index vanished between planning and its turn.
-    DELETED = "deleted"
-
-
-# Skips that say something about the cluster, not about the index's age or its segments:
-# a run in which every selected index is skipped for one of these warns in its summary.
-CLUSTER_CONDITIONS = frozenset(
-    {
-        SkipReason.SHARDS_NOT_STARTED,
-        SkipReason.MERGE_IN_PROGRESS,
-        SkipReason.INSUFFICIENT_DISK,
-        SkipReason.BLOCKED,
-        SkipReason.SEARCHABLE_SNAPSHOT,
-        SkipReason.ULTRAWARM,
-        SkipReason.REPLICATION_FOLLOWER,
-        SkipReason.RESIZING,
-    }
-)
-# Skips of indices no pattern selected.
-_UNSELECTED = frozenset({SkipReason.NOT_SELECTED, SkipReason.EXCLUDED, SkipReason.HIDDEN})
-
-
-@dataclass(frozen=True)
-class IndexPlan:
-    """The decision for one index, with the facts it was based on."""
-
-    index: str
-    decision: Decision
-    reason: SkipReason | None
-    detail: str
-    max_segments_per_copy: int | None = None
-    store_bytes: int | None = None
-    age_seconds: float | None = None
-    nodes: tuple[str, ...] = field(default=(), compare=False)  # node ids holding a copy
-    # The copies as planning read them: the first merges' check at their turn reuses them.
-    copies: tuple[ShardCopy, ...] = field(default=(), compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class PatternWarning:
-    """An include or exclude pattern that matches no index, alias or data stream."""
-
-    kind: str  # "include" or "exclude"
-    pattern: str
-
-    @property
-    def message(self) -> str:
-        return f"{self.kind} pattern {self.pattern!r} matches no index, alias or data stream"
-
-
-@dataclass(frozen=True)
-class Plan:
-    version: str
-    health: str
-    async_forcemerge: bool
-    indices: tuple[IndexPlan, ...]  # merges first, oldest first; then skips by name
-    pattern_warnings: tuple[PatternWarning, ...] = ()
-    include_patterns_given: bool = False
-    engine: str = OPENSEARCH  # engines.OPENSEARCH or engines.ELASTICSEARCH
-
-    @property
-    def merges(self) -> list[IndexPlan]:
-        return [p for p in self.indices if p.decision is Decision.MERGE]
-
-    @property
-    def skips(self) -> list[IndexPlan]:
-        return [p for p in self.indices if p.decision is Decision.SKIP]
-
-    @property
-    def selected(self) -> list[IndexPlan]:
-        """Indices the patterns select (merged or skipped for any other reason)."""
-        return [p for p in self.indices if p.reason not in _UNSELECTED]
-
-    def summary_warnings(self) -> list[str]:
-        """What the run summary must say at warning level: a run that cannot merge
-        anything for reasons an operator should look at is not a quiet night."""
-        warnings = [w.message for w in self.pattern_warnings]
-        selected = self.selected
-        if self.include_patterns_given and not selected:
-            warnings.append("the include patterns select no index")
-        elif selected and all(p.reason in CLUSTER_CONDITIONS for p in selected):
-            reasons = sorted({p.reason.value for p in selected if p.reason})
-            warnings.append(
-                f"every selected index ({len(selected)}) was skipped for a cluster "
-                f"condition: {', '.join(reasons)}"
-            )
-        return warnings
-
-
-@functools.lru_cache(maxsize=512)
-def _wildcard(pattern: str) -> re.Pattern[str]:
-    """OpenSearch-style wildcard: `*` any run, `?` one character, everything else literal."""
-    return re.compile(re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".") + r"\Z")
-
-
-def matches(name: str, pattern: str) -> bool:
-    return _wildcard(pattern).match(name) is not None
-
-
-def _starts_with_wildcard(pattern: str) -> bool:
-    return pattern[:1] in {"*", "?"}
-
-
-def date_from_name(name: str, fmt: str) -> dt.datetime | None:
-    """The (UTC) date the strftime-style `fmt` finds in `name`, last match wins; else None."""
-    found: dt.datetime | None = None
-    for match in date_format_regex(fmt).finditer(name):
-        parts = {k: int(v) for k, v in match.groupdict().items() if v is not None}
-        try:
-            if "G" in parts:
-                day = dt.date.fromisocalendar(parts["G"], parts["V"], 1)
-            else:
-                year = parts["Y"] if "Y" in parts else 2000 + parts["y"]
-                if "j" in parts:
-                    day = dt.date(year, 1, 1) + dt.timedelta(days=parts["j"] - 1)
-                    if day.year != year:
-                        continue
-                else:
-                    day = dt.date(year, parts.get("m", 1), parts.get("d", 1))
-            found = dt.datetime(
-                day.year,
-                day.month,
-                day.day,
-                parts.get("H", 0),
-                parts.get("M", 0),
-                parts.get("S", 0),
-                tzinfo=dt.UTC,
-            )
-        except ValueError:
-            continue
-    return found
-
-
-def _human(seconds: float) -> str:
-    seconds = int(seconds)
-    sign = "-" if seconds < 0 else ""
-    seconds = abs(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    if days:
-        return f"{sign}{days}d{hours}h" if hours else f"{sign}{days}d"
-    if hours:
-        return f"{sign}{hours}h{minutes}m" if minutes else f"{sign}{hours}h"
-    return f"{sign}{minutes}m" if minutes else f"{sign}{seconds}s"
-
-
-def _describe_states(states: Iterable[str]) -> str:
-    counts: dict[str, int] = {}
-    for state in states:
-        counts[state] = counts.get(state, 0) + 1
-    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+def merge_detail(copies: tuple[ShardCopy, ...], settings: Settings) -> str:
+    if settings.only_expunge_deletes:
+        deleted = sum(c.deleted for c in copies if c.primary)
+        return f"expunge {deleted} deleted docs"
+    worst = max(c.segments for c in copies)
+    return f"max {worst} segments per copy -> {settings.max_num_segments}"
 
 
 _Objection = tuple[SkipReason, str] | None
-
-
-@dataclass(frozen=True)
-class Readiness:
-    """Whether an index's shard copies allow a merge now, from the routing table and stats.
-
-    `objection` is the skip detail when they do not; `note` says what a merge leaves out
-    (replica copies the cluster cannot place), for the plan detail.
-    """
-
-    objection: str | None
-    note: str = ""
-
-
-def _truthy(value: str | None) -> bool:
-    return str(value).lower() == "true"
-
-
-def shard_readiness(
-    rows: Iterable[ShardRow], copies: Iterable[ShardCopy], *, data_nodes: int | None
-) -> Readiness:
-    """Decide from every copy's state whether the started copies may be merged now.
-
-    - a copy INITIALIZING or RELOCATING (routing table or stats): not now;
-    - a shard without a started primary: not now;
-    - a replica UNASSIGNED after its node left, while its allocation is delayed
-      (`index.unassigned.node_left.delayed_timeout`) or while the cluster still has the
-      data nodes to place it: not now, the node (or a new copy) is coming and a merge
-      now would force a full file copy to it;
-    - a replica UNASSIGNED for any other reason (a single node holding an index with
-      replicas, an allocation that failed for good), or after its node left when fewer
-      data nodes remain than copies or the allocation deciders said no: the cluster
-      cannot place it, so the started copies are merged and `note` says so.
-    """
-    rows = tuple(rows)
-    copies = tuple(copies)
-    # The routing table lists every copy; the stats only assigned ones (each copy once).
-    moving = [r.state for r in rows if r.state not in (STARTED, UNASSIGNED)] or [
-        c.state for c in copies if c.state != STARTED
-    ]
-    if moving:
-        return Readiness(f"shard copies not started: {_describe_states(moving)}")
-    if not copies:
-        return Readiness("shard copies not started: no started shard copy")
-    unassigned = [r for r in rows if r.state == UNASSIGNED]
-    if not unassigned:
-        return Readiness(None)
-    primaries = sorted({r.shard for r in unassigned if r.primary})
-    if primaries:
-        return Readiness(
-            f"shard copies not started: primary of shard {', '.join(map(str, primaries))} "
-            "unassigned"
-        )
-    per_shard: dict[int, int] = {}
-    for row in rows:
-        per_shard[row.shard] = per_shard.get(row.shard, 0) + 1
-    copies_per_shard = max(per_shard.values())
-    enough_nodes = data_nodes is None or data_nodes >= copies_per_shard
-    nodes_text = (
-        f"{data_nodes} data node{'s' if data_nodes != 1 else ''} for {copies_per_shard} "
-        "copies per shard"
-        if data_nodes is not None
-        else "number of data nodes unknown"
-    )
-    for row in unassigned:
-        if row.unassigned_reason != NODE_LEFT:
-            continue
-        if row.delayed or row.allocation_status == "delayed_allocation":
-            return Readiness(
-                f"shard copies not started: a replica of shard {row.shard} waits for its "
-                "node to return (delayed allocation after NODE_LEFT): merging now would "
-                "force a full copy when it returns"
-            )
-        if enough_nodes and row.allocation_status != "decider_no":
-            return Readiness(
-                f"shard copies not started: a replica of shard {row.shard} is unassigned "
-                f"since its node left and waits for allocation ({nodes_text})"
-            )
-    reasons = sorted({r.unassigned_reason or "unknown reason" for r in unassigned})
-    count = len(unassigned)
-    return Readiness(
-        None,
-        note=(
-            f"{count} replica cop{'ies' if count != 1 else 'y'} unassigned "
-            f"({', '.join(reasons)}; {nodes_text}): the cluster cannot place "
-            f"{'them' if count != 1 else 'it'}, the started copies are merged"
-        ),
-    )
 
 
 @dataclass(frozen=True)
@@ -348,7 +109,7 @@ class _Planner:
         """The first rule that objects decides the skip; otherwise merge."""
         copies = self.snapshot.copies.get(info.name, ())
         rows = self.snapshot.shard_rows.get(info.name, ())
-        age, age_detail = self._age(info)
+        age, age_detail = index_age(info, self.settings.name_date_format, self.now)
         readiness = shard_readiness(rows, copies, data_nodes=self.snapshot.data_nodes)
         facts = _Facts(
             info, self.stream_of.get(info.name), copies, age, age_detail, rows, readiness
@@ -386,7 +147,7 @@ class _Planner:
                 return dataclasses.replace(
                     decision, decision=Decision.SKIP, reason=reason, detail=detail
                 )
-        notes = [self._merge_detail(copies), readiness.note, self._selected_via(facts)]
+        notes = [merge_detail(copies, self.settings), readiness.note, self._selected_via(facts)]
         return dataclasses.replace(decision, detail="; ".join(n for n in notes if n))
 
     def _names(self, facts: _Facts) -> list[str]:
@@ -421,7 +182,7 @@ class _Planner:
             # pattern names them (or their data stream or alias) without a leading
             # wildcard: a bare `*` never selects them.
             named = any(
-                not _starts_with_wildcard(p) and any(matches(n, p) for n in names)
+                not starts_with_wildcard(p) and any(matches(n, p) for n in names)
                 for p in selected_by
             )
             if not named:
@@ -459,8 +220,8 @@ class _Planner:
         if facts.age < self.settings.min_age:
             return (
                 SkipReason.TOO_YOUNG,
-                f"age {_human(facts.age.total_seconds())} < min age "
-                f"{_human(self.settings.min_age.total_seconds())} ({facts.age_detail})",
+                f"age {units.duration(facts.age.total_seconds())} < min age "
+                f"{units.duration(self.settings.min_age.total_seconds())} ({facts.age_detail})",
             )
         return None
 
@@ -503,7 +264,7 @@ class _Planner:
                 f"follower of leader index {leader} (cross-cluster replication, "
                 "index.plugins.replication.follower.leader_index): replication owns it",
             )
-        if _truthy(settings.get("index.xpack.ccr.following_index")):
+        if truthy(settings.get("index.xpack.ccr.following_index")):
             return (
                 SkipReason.REPLICATION_FOLLOWER,
                 "follower index of cross-cluster replication "
@@ -513,7 +274,7 @@ class _Planner:
 
     def _blocked(self, facts: _Facts) -> _Objection:
         info = facts.info
-        named = [f"{k}=true" for k in _METADATA_BLOCK_SETTINGS if _truthy(info.settings.get(k))]
+        named = [f"{k}=true" for k in _METADATA_BLOCK_SETTINGS if truthy(info.settings.get(k))]
         blocks = [b for b in info.blocks if b.refuses_forcemerge]
         cluster_wide = [b for b in self.snapshot.global_blocks if b.refuses_forcemerge]
         described = [f"{b.description} (block {b.block_id})" for b in blocks] or [
@@ -544,7 +305,7 @@ class _Planner:
                 "still recovering",
             )
         node = settings.get("index.routing.allocation.require._name")
-        if node and _truthy(settings.get("index.blocks.write")):
+        if node and truthy(settings.get("index.blocks.write")):
             return (
                 SkipReason.RESIZING,
                 "prepared for a shrink (index.blocks.write=true, "
@@ -561,17 +322,6 @@ class _Planner:
             ):
                 return SkipReason.MERGE_IN_PROGRESS, f"force-merge task {task.task_id} running"
         return None
-
-    def _age(self, info: IndexInfo) -> tuple[dt.timedelta | None, str]:
-        fmt = self.settings.name_date_format
-        if fmt:
-            named = date_from_name(info.name, fmt)
-            if named is not None:
-                return self.now - named, f"by name date {named.date().isoformat()}"
-        if info.creation_date is None:
-            return None, "no creation date"
-        suffix = " (no date in name)" if fmt else ""
-        return self.now - info.creation_date, f"by creation date{suffix}"
 
     def _work_needed(self, facts: _Facts) -> _Objection:
         copies = facts.copies
@@ -616,13 +366,6 @@ class _Planner:
                     f"node {node_name}: {available} bytes free < {factor:g} x {size} bytes"
                 )
         return (SkipReason.INSUFFICIENT_DISK, "; ".join(problems)) if problems else None
-
-    def _merge_detail(self, copies: tuple[ShardCopy, ...]) -> str:
-        if self.settings.only_expunge_deletes:
-            deleted = sum(c.deleted for c in copies if c.primary)
-            return f"expunge {deleted} deleted docs"
-        worst = max(c.segments for c in copies)
-        return f"max {worst} segments per copy -> {self.settings.max_num_segments}"
 
 
 def build_plan(snapshot: ClusterSnapshot, settings: Settings, now: dt.datetime) -> Plan:

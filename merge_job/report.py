@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from merge_job import units
 from merge_job.config import Settings
-from merge_job.execute import RunResult
-from merge_job.merge import Status
-from merge_job.plan import IndexPlan, Plan
+from merge_job.decisions import IndexPlan, Plan
+from merge_job.outcome import Status
+from merge_job.scheduler import RunResult
 
 
 def index_entry(item: IndexPlan) -> dict[str, Any]:
@@ -47,28 +48,6 @@ def plan_json(plan: Plan, settings: Settings) -> str:
     return "{\n" + "\n".join(head) + "\n" + indices + "\n}\n"
 
 
-def human_size(value: int | None) -> str:
-    """Bytes as B, KiB, MiB, GiB or TiB ("" when unknown)."""
-    if value is None:
-        return ""
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
-        size /= 1024
-    return str(value)
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    if abs(seconds) >= 86400:
-        return f"{seconds / 86400:.1f}d"
-    if abs(seconds) >= 3600:
-        return f"{seconds / 3600:.1f}h"
-    return f"{seconds / 60:.0f}m"
-
-
 def plan_table(plan: Plan) -> str:
     rows = [
         (
@@ -76,8 +55,8 @@ def plan_table(plan: Plan) -> str:
             item.decision.value,
             item.reason.value if item.reason else "",
             "" if item.max_segments_per_copy is None else item.max_segments_per_copy,
-            human_size(item.store_bytes),
-            _age(item.age_seconds),
+            units.size(item.store_bytes),
+            units.duration(item.age_seconds),
             item.detail,
         )
         for item in plan.indices

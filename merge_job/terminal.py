@@ -16,7 +16,6 @@ they are.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 import time
@@ -33,13 +32,18 @@ from rich.table import Table
 from rich.text import Text
 from structlog.types import EventDict, WrappedLogger
 
+from merge_job import units
 from merge_job.config import Settings
-from merge_job.plan import Plan
-from merge_job.report import human_size, plan_table
+from merge_job.decisions import Plan
+from merge_job.errors import ExitCode
+from merge_job.progress import MergeStats, Progress, StatsReader, progress_between
+from merge_job.report import plan_table
 
 # How often a running merge's statistics are read: often enough to move, rarely enough to
 # cost the cluster nothing noticeable (one small GET per running merge).
 POLL_INTERVAL_S = 1.0
+# run_summary reasons the closing line names: why a run stopped before its work was done.
+_STOP_REASONS = ("deadline", "sigterm", "health_gate", "credentials_refused", "permission_denied")
 # Events the display itself shows; they are not repeated as log lines.
 _SHOWN_BY_THE_VIEW = frozenset(
     {
@@ -53,113 +57,6 @@ _SHOWN_BY_THE_VIEW = frozenset(
         "run_summary",
     }
 )
-# What each exit code means, in words (README "Exit codes").
-EXIT_MEANINGS: Mapping[int, str] = {
-    0: "done: every planned merge finished, or there was nothing to do",
-    1: "one or more merges failed; the others still ran",
-    2: "bad configuration: the message above names the setting; no request was sent",
-    3: "the cluster could not be reached, refused the credentials, or failed the health gate",
-    4: "stopped by the deadline or a signal with work left; running merges go on server-side",
-}
-STATS_PATH_METRICS = "merge,segments"
-# Sizes come from the segments' files, not from `store`: OpenSearch caches store statistics
-# for up to 10 s (index.store.stats_refresh_interval), so right after a merge they still
-# show the size from before it.
-_STATS_PARAMS = {
-    "include_segment_file_sizes": "true",
-    "filter_path": "indices.*.total.merges,indices.*.total.segments.file_sizes",
-}
-
-
-# --- progress from the index's merge statistics -------------------------------------------
-
-
-@dataclass(frozen=True)
-class MergeStats:
-    """One index's `_stats/merge,segments`, summed over every shard copy (`total`).
-
-    `merged_bytes` counts the segments' bytes of merges that have finished since the shards
-    started; `running` / `running_bytes` are the merges rewriting segments right now;
-    `segment_bytes` is the size of the index's live segment files.
-    """
-
-    merged_bytes: int
-    running: int
-    running_bytes: int
-    segment_bytes: int
-
-
-def parse_merge_stats(answer: Mapping[str, Any], index: str) -> MergeStats | None:
-    """The index's figures from a `GET /<index>/_stats/merge,segments` answer (None if absent)."""
-    total = (answer.get("indices") or {}).get(index, {}).get("total")
-    if not total:
-        return None
-    merges = total.get("merges") or {}
-    return MergeStats(
-        merged_bytes=int(merges.get("total_size_in_bytes") or 0),
-        running=int(merges.get("current") or 0),
-        running_bytes=int(merges.get("current_size_in_bytes") or 0),
-        segment_bytes=sum(
-            int(entry.get("size_in_bytes") or 0)
-            for entry in ((total.get("segments") or {}).get("file_sizes") or {}).values()
-        ),
-    )
-
-
-@dataclass(frozen=True)
-class Progress:
-    """How far one force-merge is: bytes of shard merges finished since it started, out of
-    the index's size (all copies). It moves when a shard copy's merge completes; `running`
-    says how many merges are rewriting data meanwhile."""
-
-    done_bytes: int
-    total_bytes: int
-    running: int
-    running_bytes: int
-
-    @property
-    def fraction(self) -> float:
-        if self.total_bytes <= 0:
-            return 0.0
-        # Merged bytes can exceed the size (cascading merges, deleted documents): never
-        # show a finished merge before merge_finished says so.
-        return min(self.done_bytes / self.total_bytes, 0.99)
-
-
-def progress_between(first: MergeStats, now: MergeStats, total_bytes: int) -> Progress:
-    return Progress(
-        done_bytes=max(now.merged_bytes - first.merged_bytes, 0),
-        total_bytes=total_bytes,
-        running=now.running,
-        running_bytes=now.running_bytes,
-    )
-
-
-StatsReader = Callable[[str], MergeStats | None]
-
-
-def cluster_stats_reader(settings: Settings) -> StatsReader:
-    """Reads `GET /<index>/_stats/merge,segments` with the job's endpoint, auth and TLS settings.
-
-    A separate client: progress must never take a request slot, a retry budget or an
-    error path of the job's own client.
-    """
-    from merge_job.auth import build_auth
-    from merge_job.client import build_client, index_path
-
-    client = build_client(settings, build_auth(settings))
-
-    def read(index: str) -> MergeStats | None:
-        answer = client.transport.perform_request(
-            "GET",
-            index_path(index, "_stats", STATS_PATH_METRICS),
-            params=_STATS_PARAMS,
-        )
-        return parse_merge_stats(answer, index) if isinstance(answer, Mapping) else None
-
-    return read
-
-
 # --- what the view knows ---------------------------------------------------------------
 
 
@@ -201,20 +98,6 @@ def _max_segments(per_copy: Any) -> int | None:
     if isinstance(per_copy, Mapping) and per_copy:
         return max(int(v) for v in per_copy.values())
     return None
-
-
-def _elapsed(seconds: float) -> str:
-    return str(dt.timedelta(seconds=int(seconds)))
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return ""
-    return f"{value:.1f}s" if value < 60 else _elapsed(value)
-
-
-def _size(value: int | None) -> str:
-    return human_size(value) if value is not None else "?"
 
 
 class RunView:
@@ -359,7 +242,7 @@ class RunView:
         head = Text(
             f"merging: {done} merged, {failed} failed, {len(running)} running, "
             f"{max(total - len(finished) - len(running), 0)} waiting of {total}"
-            f" · {_elapsed(self.clock() - self.started)}",
+            f" · {units.duration(self.clock() - self.started)}",
             style="bold",
         )
         grid = Table.grid(padding=(0, 2))
@@ -373,20 +256,20 @@ class RunView:
                 progress = merge.progress
                 bar = ProgressBar(total=1.0, completed=progress.fraction, width=12)
                 note = (
-                    f"{progress.fraction:.0%} merged ({human_size(progress.done_bytes)} of "
-                    f"{human_size(progress.total_bytes)})"
+                    f"{progress.fraction:.0%} merged ({units.size(progress.done_bytes)} of "
+                    f"{units.size(progress.total_bytes)})"
                 )
                 if progress.running:
-                    note += f", {progress.running} rewriting {human_size(progress.running_bytes)}"
+                    note += f", {progress.running} rewriting {units.size(progress.running_bytes)}"
             elif self._reader_failed:
                 note = "no merge stats"
             grid.add_row(
                 f"{merge.number}/{total}",
                 escape(merge.index),
-                _size(merge.size),
+                units.size(merge.size),
                 f"{merge.segments_before if merge.segments_before is not None else '?'} → "
                 f"{self.target}",
-                _elapsed(self.clock() - merge.started),
+                units.duration(self.clock() - merge.started),
                 bar,
                 note,
             )
@@ -425,9 +308,9 @@ class RunView:
         number = f"{finished.number}/{total} " if finished.number else ""
         if finished.result == "merged":
             return Text(
-                f"✔ {number}{finished.index} ({_size(finished.size_before)}) merged: "
+                f"✔ {number}{finished.index} ({units.size(finished.size_before)}) merged: "
                 f"{finished.segments_before} → {finished.segments_after} segments in "
-                f"{_seconds(finished.duration_s)}"
+                f"{units.duration(finished.duration_s)}"
             )
         return Text(f"✘ {number}{finished.index} {finished.result}: {finished.detail}")
 
@@ -454,15 +337,9 @@ class RunView:
                 else:
                     self.console.print(Text("merge-job run: nothing to merge"))
                 self.console.print(self._totals(state.plan, state, summary))
-        words = EXIT_MEANINGS.get(exit_code, "unknown exit code")
+        words = ExitCode(exit_code).meaning if exit_code in set(ExitCode) else "unknown exit code"
         reason = (summary or {}).get("reason")
-        if reason in (
-            "deadline",
-            "sigterm",
-            "health_gate",
-            "credentials_refused",
-            "permission_denied",
-        ):
+        if reason in _STOP_REASONS:
             words += f" (reason: {reason})"
         self.console.print(Text(f"exit {exit_code}: {words}", style="bold"))
 
@@ -482,11 +359,11 @@ class RunView:
                     else ""
                 )
                 size = (
-                    f"{_size(done.size_before)} → {_size(done.size_after)}"
+                    f"{units.size(done.size_before)} → {units.size(done.size_after)}"
                     if done.size_before is not None
                     else ""
                 )
-                seconds = _seconds(done.duration_s)
+                seconds = units.duration(done.duration_s) if done.duration_s is not None else ""
             elif item.index in state.left_running:
                 task = state.left_running[item.index]
                 result = f"still running{f' (task {task})' if task else ''}"
@@ -495,7 +372,7 @@ class RunView:
                 # Not reached: the deadline, a signal or a failed gate came first.
                 result = "not started"
                 segments = f"{item.max_segments_per_copy} → ?"
-                size, seconds = _size(item.store_bytes), ""
+                size, seconds = units.size(item.store_bytes), ""
             table.add_row(escape(item.index), escape(result), segments, size, seconds)
         return table
 
@@ -517,9 +394,9 @@ class RunView:
             f"skipped {summary.get('skipped', 0)}{f' ({skipped})' if skipped else ''}, "
             f"not started {len(summary.get('not_started') or ())}, "
             f"still running {len(summary.get('still_running') or {})}",
-            f"reclaimed {human_size(reclaimed) if reclaimed >= 0 else '-' + human_size(-reclaimed)}"
+            f"reclaimed {units.size(reclaimed)}"
             f" (merged indices' size before - after), "
-            f"wall time {_elapsed(self.clock() - self.started)}",
+            f"wall time {units.duration(self.clock() - self.started)}",
         ]
         return Text("\n".join(lines))
 

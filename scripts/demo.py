@@ -17,15 +17,15 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support.factories import (
+from testing.factories import (
     closed_index,
     daily_indices,
     data_stream,
     rollover_alias,
     segment_counts,
 )
-from tests.support.node import start_opensearch
-from tests.support.versions import primary_opensearch
+from testing.node import start_opensearch
+from testing.versions import primary_opensearch
 
 LOCAL_IMAGE = primary_opensearch().local_image
 OFFICIAL_IMAGE = primary_opensearch().official_image

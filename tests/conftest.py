@@ -1,4 +1,4 @@
-"""Shared fixtures and hooks: a real node per image (tests/support/node.py), started by
+"""Shared fixtures and hooks: a real node per image (testing/node.py), started by
 testcontainers, with the request audit in front of it.
 
 Without a Docker engine the integration tests skip with the reason, unless
@@ -11,18 +11,21 @@ from collections.abc import Iterator
 
 import pytest
 
-# Testcontainers' configuration defaults are set by tests/support/__init__.py, which every
+# Testcontainers' configuration defaults are set by testing/__init__.py, which every
 # support module (and so this file) imports before testcontainers.
-from tests.support.containers import remove_stale_containers, require_docker
+from testing.containers import remove_stale_containers, require_docker
 
 # The end-to-end cluster and the app image, one per session for every k8s module.
-from tests.support.k8s import app_image, k8s  # noqa: F401
-from tests.support.node import (
+from testing.k8s import app_image, k8s  # noqa: F401
+from testing.node import (
     OpenSearchNode,
     opensearch_images,
     probe_capabilities,
     start_opensearch,
 )
+
+# Fixtures shared by the security tests of both tiers (sts, pod, ca).
+pytest_plugins = ["testing.security_fixtures"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -73,8 +76,8 @@ def opensearch(
     request: pytest.FixtureRequest, _stale_containers_removed: None
 ) -> Iterator[OpenSearchNode]:
     """One real OpenSearch node per image for the whole session (removed even on failure)."""
-    from tests.support import audit as audit_module
-    from tests.support.recording_proxy import RecordingProxy
+    from testing import audit as audit_module
+    from testing.recording_proxy import RecordingProxy
 
     image: str = request.param
     container = start_opensearch(image)
@@ -115,9 +118,9 @@ def cluster(opensearch: OpenSearchNode) -> Iterator[OpenSearchNode]:
     """The session's node, wiped of what earlier tests made.
 
     When the test ends, the request audit and the merge invariants are checked for
-    everything the test's job runs did (tests/support/audit.py).
+    everything the test's job runs did (testing/audit.py).
     """
-    from tests.support.factories import wipe
+    from testing.factories import wipe
 
     wipe(opensearch.client)
     opensearch.audit.reset()

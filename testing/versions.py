@@ -1,0 +1,48 @@
+"""The engine versions the tests run on, read from tests/images/versions (pinned there only)."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from testing.paths import TESTS
+
+VERSIONS_FILE = TESTS / "images" / "versions"
+
+# Where a machine with a registry gets each engine's image.
+OFFICIAL_REPOSITORIES = {
+    "opensearch": "opensearchproject/opensearch",
+    "elasticsearch": "docker.elastic.co/elasticsearch/elasticsearch-oss",
+}
+
+
+@dataclass(frozen=True)
+class EngineVersion:
+    engine: str  # "opensearch" or "elasticsearch"
+    version: str
+
+    @property
+    def local_image(self) -> str:
+        """The image scripts/build-test-images.sh builds (no registry needed)."""
+        return f"merge-job-test/{self.engine}:{self.version}"
+
+    @property
+    def official_image(self) -> str:
+        return f"{OFFICIAL_REPOSITORIES[self.engine]}:{self.version}"
+
+
+@functools.cache
+def pinned_versions() -> tuple[EngineVersion, ...]:
+    """Every pinned engine version, the primary one first."""
+    versions = []
+    for line in VERSIONS_FILE.read_text().splitlines():
+        fields = line.split("#", 1)[0].split()
+        if fields:
+            engine, version = fields
+            versions.append(EngineVersion(engine, version))
+    return tuple(versions)
+
+
+def primary_opensearch() -> EngineVersion:
+    """The version the demo, the benchmarks and `one_version` tests use."""
+    return next(v for v in pinned_versions() if v.engine == "opensearch")
