@@ -116,7 +116,7 @@ def test_image_tests_skip_with_the_reason_when_the_base_cannot_be_built(
 
 PIN_FILES = [
     ".ci/run",
-    "scripts/*.sh",
+    "scripts/**/*.sh",
     "scripts/*.py",
     "benchmarks/*.py",
     "benchmarks/*.sh",

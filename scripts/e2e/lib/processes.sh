@@ -1,6 +1,7 @@
-# Process bookkeeping shared by scripts/k8s.sh and scripts/argocd.sh: each component's PID
-# in "$state/pids/<name>", its output in "$logs/<name>.log". Sourced; the caller sets
-# `state`, `logs` and `log()`.
+# shellcheck shell=bash disable=SC2154  # state and logs are set by the caller
+# Process bookkeeping shared by scripts/e2e/k8s.sh and scripts/e2e/argocd.sh: each
+# component's PID in "$state/pids/<name>", its output in "$logs/<name>.log". Sourced after
+# scripts/lib/common.sh; the caller sets `state` and `logs`.
 #
 # A PID counts as ours only while its command line names a path under the state
 # directory, so a recycled PID is never signalled: every component is started with such a
