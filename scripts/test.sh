@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run merge-job's checks and tests: lint (ruff), types (mypy), then pytest.
+# Run merge-job's checks and tests: scripts/lint.sh (ruff, mypy), then pytest.
 #
 # Creates or updates .venv from uv.lock when needed (scripts/ensure-venv.sh), so a fresh
 # clone needs only Python 3.11+ (and a Docker engine for the integration tests).
@@ -7,9 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-source scripts/ensure-venv.sh
-
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
-.venv/bin/mypy
+bash scripts/lint.sh
 exec .venv/bin/pytest "$@"
