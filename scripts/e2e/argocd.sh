@@ -198,18 +198,8 @@ cmd_up() {
   done
   write_plugin_config
   serve_repository
-  GIT_PORT=$(free_port)
-  REDIS_PORT=$(free_port)
-  REPO_PORT=$(free_port)
-  REPO_METRICS_PORT=$(free_port)
-  CONTROLLER_METRICS_PORT=$(free_port)
-  cat >"$state/up.env" <<EOF
-ARGOCD_VERSION=$ARGOCD_VERSION
-GIT_PORT=$GIT_PORT
-REDIS_PORT=$REDIS_PORT
-REPO_PORT=$REPO_PORT
-CONTROLLER_METRICS_PORT=$CONTROLLER_METRICS_PORT
-EOF
+  echo "ARGOCD_VERSION=$ARGOCD_VERSION" >"$state/up.env"
+  allocate_ports GIT_PORT REDIS_PORT REPO_PORT REPO_METRICS_PORT CONTROLLER_METRICS_PORT
   # Every role gets its own HOME and TMPDIR here: git, helm and helmfile write caches
   # there, and `down` removes them with the state directory.
   local base=(HOME="$state/home" TMPDIR="$state/tmp" ARGOCD_PLUGINSOCKFILEPATH="$state/plugins")

@@ -385,16 +385,8 @@ cmd_up() {
   rm -rf "$logs"/*.log "$logs/pods"
   ls "$netns_dir" 2>/dev/null >"$state/netns-before" || : >"$state/netns-before"
 
-  ETCD_PORT=$(free_port)
-  ETCD_PEER_PORT=$(free_port)
-  API_PORT=$(free_port)
-  KUBELET_PORT=$(free_port)
-  cat >"$state/up.env" <<EOF
-K8S_VERSION=$K8S_VERSION
-K8S_BIN=$K8S_BIN
-API_PORT=$API_PORT
-KUBELET_PORT=$KUBELET_PORT
-EOF
+  printf 'K8S_VERSION=%s\nK8S_BIN=%s\n' "$K8S_VERSION" "$K8S_BIN" >"$state/up.env"
+  allocate_ports ETCD_PORT ETCD_PEER_PORT API_PORT KUBELET_PORT
 
   make_pki
   kubeconfig admin admin

@@ -50,3 +50,13 @@ stop() {
   fi
   rm -f "$(pidfile "$1")"
 }
+
+# allocate_ports NAME...: set each NAME to a port free on loopback now, and record it in
+# "$state/up.env" (which `up` starts and later commands source).
+allocate_ports() {
+  local name
+  for name in "$@"; do
+    printf -v "$name" '%s' "$(free_port)"
+    echo "$name=${!name}" >>"$state/up.env"
+  done
+}
