@@ -7,10 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet -e '.[test]'
-fi
+source scripts/ensure-venv.sh
 bash scripts/ensure-docker.sh
 primary=$(bash scripts/test-versions.sh --primary)
 bash scripts/build-test-images.sh "$primary"

@@ -17,7 +17,8 @@ version=${1:-$("$here/test-versions.sh" --primary)}
 image=merge-job-bench/opensearch-ism:$version
 cache=${MERGE_JOB_CACHE:-$HOME/.cache/merge-job}/plugins
 
-log() { printf '[bench-images] %s\n' "$*" >&2; }
+# shellcheck source=lib/common.sh
+source "$here/lib/common.sh"
 
 if docker image inspect "$image" >/dev/null 2>&1; then
   log "$image present"

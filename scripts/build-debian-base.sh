@@ -17,7 +17,8 @@ packages=${2:?usage: build-debian-base.sh <image:tag> <packages>}
 suite=${3:-bookworm}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
-log() { printf '[debian-base] %s\n' "$*" >&2; }
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 if docker image inspect "$image" >/dev/null 2>&1; then
   log "$image exists, skipping"

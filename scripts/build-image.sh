@@ -30,7 +30,8 @@ base_image=${BASE_IMAGE:-merge-job-build/python:3.11-bookworm}
 python=${PYTHON:-python3}
 wheelhouse="$repo/build/wheelhouse"
 
-log() { printf '[build-image] %s\n' "$*" >&2; }
+# shellcheck source=lib/common.sh
+source "$here/lib/common.sh"
 
 "$here/build-debian-base.sh" "$base_image" python3,python3-venv
 

@@ -17,7 +17,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 cache=${MERGE_JOB_CACHE:-$HOME/.cache/merge-job}
 
-log() { printf '[test-images] %s\n' "$*" >&2; }
+# shellcheck source=lib/common.sh
+source "$here/lib/common.sh"
 
 wanted=("$@")
 builds=()
@@ -39,7 +40,7 @@ for build in "${builds[@]}"; do
   case "$engine" in
     opensearch) group=org.opensearch.distribution.integ-test-zip ;;
     elasticsearch) group=org.elasticsearch.distribution.integ-test-zip ;;
-    *) log "unknown engine '$engine' in tests/images/versions"; exit 1 ;;
+    *) die "unknown engine '$engine' in tests/images/versions" ;;
   esac
   if [ "$engine" = opensearch ] && [ "${version%%.*}" -ge 3 ]; then
     base_image=merge-job-test/debian-jre21:trixie
@@ -53,7 +54,7 @@ for build in "${builds[@]}"; do
 
   zip="$cache/dist/$engine-$version.zip"
   if [ ! -s "$zip" ]; then
-    command -v mvn >/dev/null || { log "Maven (mvn) is needed to fetch the $engine distribution"; exit 1; }
+    command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch the $engine distribution"
     log "fetching $group:$engine:$version from Maven Central"
     mvn -q dependency:copy "-Dartifact=$group:$engine:$version:zip" "-DoutputDirectory=$cache/dist"
   fi

@@ -6,7 +6,8 @@
 # Desktop (or any running engine) returns at once.
 set -euo pipefail
 
-log() { printf '[ensure-docker] %s\n' "$*" >&2; }
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 if docker info >/dev/null 2>&1; then
   exit 0
@@ -27,12 +28,5 @@ log "starting dockerd in the background (log: /var/log/merge-job-dockerd.log)"
 nohup dockerd >/var/log/merge-job-dockerd.log 2>&1 &
 
 # Bounded wait: dockerd is usually up within a few seconds.
-for _ in $(seq 1 60); do
-  if docker info >/dev/null 2>&1; then
-    log "engine is up"
-    exit 0
-  fi
-  sleep 1
-done
-log "dockerd did not answer within 60 s; see /var/log/merge-job-dockerd.log"
-exit 1
+wait_for "dockerd answering (see /var/log/merge-job-dockerd.log)" 60 docker info || exit 1
+log "engine is up"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run the pinned uv (from PyPI), installed once into a cache: `scripts/uv.sh lock --check`.
 #
-# uv only manages the lock (uv.lock) and its exports; the image and the test venv are
-# still installed with pip, from the exported, hash-pinned requirement files.
+# uv manages the lock (uv.lock), its exports (scripts/lock.sh) and the test venv
+# (scripts/ensure-venv.sh); the image is installed with pip from the exported,
+# hash-pinned requirement files.
 set -euo pipefail
 
 UV_VERSION=0.13.9

@@ -1,9 +1,9 @@
-"""A real Argo CD (scripts/argocd.sh) beside scripts/k8s.sh's cluster, the git repository
+"""A real Argo CD (scripts/e2e/argocd.sh) beside scripts/e2e/k8s.sh's cluster, the git repository
 it syncs from, and the manifests docs/deploy.md tells users to configure.
 
 Only the GitOps suite (tests/e2e/test_gitops.py) uses this. It needs what the Kubernetes
 end-to-end suite needs (root on Linux, a Docker engine) plus the Argo CD binary, which
-scripts/argocd.sh builds once (scripts/build-argocd.sh, Go and the module proxy); elsewhere
+scripts/e2e/argocd.sh builds once (scripts/e2e/build-argocd.sh, Go and the module proxy); elsewhere
 those tests skip with the reason, unless MERGE_JOB_REQUIRE_K8S=1 (CI): then it is a failure.
 """
 
@@ -27,11 +27,11 @@ import yaml
 from testing.k8s import Kube, processes_under, wait_until
 from testing.paths import REPO
 
-ARGOCD_SCRIPT = REPO / "scripts" / "argocd.sh"
-BUILD_SCRIPT = REPO / "scripts" / "build-argocd.sh"
+ARGOCD_SCRIPT = REPO / "scripts" / "e2e" / "argocd.sh"
+BUILD_SCRIPT = REPO / "scripts" / "e2e" / "build-argocd.sh"
 DEPLOY_DOC = REPO / "docs" / "deploy.md"
 NAMESPACE = "argocd"
-# scripts/argocd.sh's default state directory, beside the cluster's.
+# scripts/e2e/argocd.sh's default state directory, beside the cluster's.
 _K8S_STATE = Path(os.environ.get("MERGE_JOB_K8S_STATE", "/tmp/merge-job-k8s"))
 STATE_DIR = Path(
     os.environ.get("MERGE_JOB_ARGOCD_STATE", _K8S_STATE.with_name(f"argocd-{_K8S_STATE.name}"))
@@ -41,7 +41,7 @@ GIT_IDENTITY = ["-c", "user.name=merge-job tests", "-c", "user.email=tests@merge
 
 def doc_block(marker: str, doc: Path = DEPLOY_DOC) -> str:
     """The ```yaml block that follows `<!-- marker … -->` in a document, unindented (the
-    same rule scripts/argocd.sh uses to write the plugin's configuration)."""
+    same rule scripts/e2e/argocd.sh uses to write the plugin's configuration)."""
     text = doc.read_text(encoding="utf-8")
     found = re.search(
         r"<!-- " + re.escape(marker) + r"\b[^\n]*-->\s*\n([ \t]*)```yaml\n(.*?)\n[ \t]*```",

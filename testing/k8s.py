@@ -1,4 +1,4 @@
-"""The single-node Kubernetes of scripts/k8s.sh, driven with the real kubectl, helm and helmfile.
+"""The single-node Kubernetes of scripts/e2e/k8s.sh, driven with the real kubectl, helm, helmfile.
 
 Only the end-to-end suite (tests/test_k8s.py) uses this. The cluster needs root on Linux
 and a Docker engine; elsewhere those tests skip with the reason, unless
@@ -25,13 +25,13 @@ import pytest
 from testing.containers import docker_unavailable_reason, merge_job_image
 from testing.paths import REPO
 
-K8S_SCRIPT = REPO / "scripts" / "k8s.sh"
-BUILD_SCRIPT = REPO / "scripts" / "build-k8s.sh"
+K8S_SCRIPT = REPO / "scripts" / "e2e" / "k8s.sh"
+BUILD_SCRIPT = REPO / "scripts" / "e2e" / "build-k8s.sh"
 CACHE = Path(os.environ.get("MERGE_JOB_CACHE", Path.home() / ".cache" / "merge-job"))
-# scripts/k8s.sh's defaults; the tests read the same variables.
+# scripts/e2e/k8s.sh's defaults; the tests read the same variables.
 STATE_DIR = Path(os.environ.get("MERGE_JOB_K8S_STATE", "/tmp/merge-job-k8s"))
 BRIDGE = os.environ.get("MERGE_JOB_K8S_BRIDGE", "mjk8s0")
-CGROUP_ROOT = f"merge-job-{BRIDGE}"  # scripts/k8s.sh names it after the bridge
+CGROUP_ROOT = f"merge-job-{BRIDGE}"  # scripts/e2e/k8s.sh names it after the bridge
 NETNS_DIR = Path("/var/run/netns")
 
 T = TypeVar("T")
@@ -46,7 +46,7 @@ def k8s_unavailable_reason() -> str | None:
     if platform.system() != "Linux":
         return f"needs Linux (a kubelet and containerd run here), this is {platform.system()}"
     if os.geteuid() != 0:
-        return "needs root (scripts/k8s.sh mounts, makes cgroups and network namespaces)"
+        return "needs root (scripts/e2e/k8s.sh mounts, makes cgroups and network namespaces)"
     for tool in ("helm", "helmfile"):
         if not (CACHE / "bin" / tool).is_file():
             return f"{tool} not found in {CACHE / 'bin'}: run scripts/install-tools.sh"
@@ -162,7 +162,7 @@ class Kube:
 
 @pytest.fixture(scope="session")
 def k8s() -> Iterator[Kube]:
-    """scripts/k8s.sh's cluster for the session, shared by every end-to-end module (the
+    """scripts/e2e/k8s.sh's cluster for the session, shared by every end-to-end module (the
     fixture is registered in tests/conftest.py); `down` when the session ends."""
     reason = k8s_unavailable_reason()
     if reason is not None:
@@ -171,7 +171,7 @@ def k8s() -> Iterator[Kube]:
         # A cold machine builds the binaries first (CI builds them beforehand, in parallel).
         up = script("up", timeout=3600)
         if up.returncode != 0:
-            skip_or_fail(f"scripts/k8s.sh up failed:\n{up.stderr[-4000:]}")
+            skip_or_fail(f"scripts/e2e/k8s.sh up failed:\n{up.stderr[-4000:]}")
         kubeconfig = up.stdout.strip().splitlines()[-1].removeprefix("KUBECONFIG=")
         host_ip = script("host-ip").stdout.strip()
         yield Kube(kubeconfig, host_ip, kubernetes_binaries())

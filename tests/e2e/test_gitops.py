@@ -1,7 +1,7 @@
 """GitOps for real: Argo CD syncs this repository into the end-to-end cluster through the
 helmfile Config Management Plugin, configured exactly as docs/deploy.md tells users.
 
-Argo CD v3 runs as host processes beside scripts/k8s.sh's cluster (scripts/argocd.sh: Redis,
+Argo CD v3 runs as host processes beside scripts/e2e/k8s.sh's cluster (scripts/e2e/argocd.sh: Redis,
 repo server, application controller, the plugin server with pinned helm and helmfile) and
 reads a git server on loopback serving this repository's commit under test; the tests push
 to it as a developer pushes to the real repository. The plugin's configuration and the
@@ -112,7 +112,7 @@ def gitops(
     try:
         up = k8s_support.script("up", timeout=3600)
         if up.returncode != 0:
-            skip_or_fail(f"scripts/k8s.sh up failed:\n{up.stderr[-4000:]}")
+            skip_or_fail(f"scripts/e2e/k8s.sh up failed:\n{up.stderr[-4000:]}")
         kubeconfig = up.stdout.strip().splitlines()[-1].removeprefix("KUBECONFIG=")
         host_ip = k8s_support.script("host-ip").stdout.strip()
         kube = Kube(kubeconfig, host_ip, k8s_support.kubernetes_binaries())
@@ -133,7 +133,7 @@ def gitops(
         }
         started = argocd_support.script("up", env=env, timeout=3600)
         if started.returncode != 0:
-            skip_or_fail(f"scripts/argocd.sh up failed:\n{started.stderr[-4000:]}")
+            skip_or_fail(f"scripts/e2e/argocd.sh up failed:\n{started.stderr[-4000:]}")
         values = dict(line.split("=", 1) for line in started.stdout.splitlines() if "=" in line)
         argocd = ArgoCD(kube, values["ARGOCD_REPO_URL"], Path(values["ARGOCD_GIT_DIR"]))
         checkout = Checkout.clone(argocd.repo_url, tmp_path_factory.mktemp("checkout") / "repo")

@@ -1,11 +1,11 @@
 """End to end on a real Kubernetes: helmfile installs the chart, the CronJob fires, a real
 kubelet runs the merge-job image against the real test OpenSearch.
 
-The cluster is scripts/k8s.sh's single node (etcd, kube-apiserver with RBAC and Pod
+The cluster is scripts/e2e/k8s.sh's single node (etcd, kube-apiserver with RBAC and Pod
 Security admission, controller-manager, scheduler, kubelet on its own containerd), one per
 session. The release is installed by the real `helmfile -e e2e sync` into a namespace
 labelled `pod-security.kubernetes.io/enforce=restricted`. Pods reach OpenSearch through a
-recording proxy on the node's bridge address (`scripts/k8s.sh host-ip`), which forwards
+recording proxy on the node's bridge address (`scripts/e2e/k8s.sh host-ip`), which forwards
 to the session's audit proxy, so every request a pod sends is audited like a local run's.
 
 The scenarios run in file order on one release, each leaving it in a known state, because

@@ -1,7 +1,7 @@
 """IRSA end to end on the real Kubernetes: a token the API server issued, a trust policy that is
 really checked, an identity policy that is really enforced.
 
-The cluster is the session's (scripts/k8s.sh, as in tests/test_k8s.py); its API server
+The cluster is the session's (scripts/e2e/k8s.sh, as in tests/test_k8s.py); its API server
 issues service-account tokens as `https://kubernetes.default.svc` and serves the OIDC
 discovery document and keys. The release is installed by the real `helmfile -e e2e sync`,
 with the role of docs/iam.md and `serviceAccount.injectWebIdentity` (the chart's rendering

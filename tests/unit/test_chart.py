@@ -499,7 +499,7 @@ IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 def documented_trust_subjects() -> dict[str, list[str]]:
     """The IRSA trust policies' `sub` values in each document that shows one."""
     found: dict[str, list[str]] = {}
-    for name in ("README.md", "docs/iam.md", "docs/deploy.md"):
+    for name in ("docs/iam.md", "docs/deploy.md"):
         text = (REPO / name).read_text()
         found[name] = re.findall(r':sub": "(system:serviceaccount:[^"]*)"', text)
     return found

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# A real Argo CD beside scripts/k8s.sh's cluster, run as host processes: Redis, the repo
+# A real Argo CD beside scripts/e2e/k8s.sh's cluster, run as host processes: Redis, the repo
 # server, the application controller and a Config Management Plugin server with the
 # helmfile plugin of docs/deploy.md; plus a git server on loopback serving this repository.
 #
-#   scripts/argocd.sh up     start the cluster if needed (scripts/k8s.sh up), build or reuse
-#                            the Argo CD binary (scripts/build-argocd.sh), start Argo CD;
-#                            prints KUBECONFIG=…, ARGOCD_REPO_URL=… (what an Application's
-#                            repoURL names) and ARGOCD_GIT_DIR=… (the served bare repository)
-#   scripts/argocd.sh down   stop what `up` started (by PID), remove Argo CD's objects from
-#                            the cluster while it runs, and the state directory
+#   scripts/e2e/argocd.sh up     start the cluster if needed (scripts/e2e/k8s.sh up), build
+#                                or reuse the Argo CD binary (scripts/e2e/build-argocd.sh),
+#                                start Argo CD; prints KUBECONFIG=…, ARGOCD_REPO_URL=… (what
+#                                an Application's repoURL names) and ARGOCD_GIT_DIR=… (the
+#                                served bare repository)
+#   scripts/e2e/argocd.sh down   stop what `up` started (by PID), remove Argo CD's objects
+#                                from the cluster while it runs, and the state directory
 #
 # Both are idempotent: `up` on a running Argo CD only prints the lines above, a second
-# `down` does nothing. `scripts/k8s.sh down` runs `down` first.
+# `down` does nothing. `scripts/e2e/k8s.sh down` runs `down` first.
 #
 # The served repository is a bare clone holding MERGE_JOB_ARGOCD_REVISION (default HEAD)
 # of this checkout as branch `main`; pushes to it (over git:// or to ARGOCD_GIT_DIR) are
@@ -22,14 +23,14 @@
 # Nothing listens beyond loopback except the controller's metrics port, which Argo CD
 # binds on all addresses (no flag changes that); nothing sends traffic off the machine.
 #
-# Environment: MERGE_JOB_K8S_STATE, MERGE_JOB_K8S_LOGS (as scripts/k8s.sh);
+# Environment: MERGE_JOB_K8S_STATE, MERGE_JOB_K8S_LOGS (as scripts/e2e/k8s.sh);
 #   MERGE_JOB_ARGOCD_STATE  state directory (default: argocd-<name of the cluster's state
 #                           directory> beside it)
 #   MERGE_JOB_ARGOCD_REVISION  the commit served as `main` (default HEAD)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/.." && pwd)
+repo=$(cd "$here/../.." && pwd)
 k8s_state=${MERGE_JOB_K8S_STATE:-/tmp/merge-job-k8s}
 # Not a prefix of the cluster's state path: tools that find the cluster's processes by
 # that path must not take Argo CD's for them.
@@ -43,10 +44,10 @@ plugin_marker="argocd-cmp-plugin"
 # Started in this order, stopped in the reverse one.
 components=(git-daemon redis repo-server cmp-server application-controller)
 
-log() { printf '[argocd] %s\n' "$*" >&2; }
-die() { log "$*"; exit 1; }
+# shellcheck source=../lib/common.sh
+source "$here/../lib/common.sh"
 
-# --- processes (the conventions of scripts/k8s.sh) ------------------------------------------
+# --- processes (the conventions of scripts/e2e/k8s.sh) --------------------------------------
 
 # shellcheck source=lib/processes.sh
 source "$here/lib/processes.sh"
@@ -62,23 +63,6 @@ leftover_pids() {
   return 0
 }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-wait_for() { # description seconds command...
-  local what=$1 seconds=$2 _
-  shift 2
-  for _ in $(seq 1 $((seconds * 5))); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.2
-  done
-  log "$what did not happen within ${seconds}s; logs in $logs"
-  return 1
-}
-
-port_open() { python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$1"; }
-
 kubectl_admin() { "$K8S_BIN/kubectl" --kubeconfig "$kubeconfig" "$@"; }
 
 # --- inputs --------------------------------------------------------------------------------
@@ -90,7 +74,7 @@ binaries() {
     bash "$here/build-argocd.sh" >/dev/null
   fi
   if [ ! -x "$cache/bin/helm" ] || [ ! -x "$cache/bin/helmfile" ]; then
-    bash "$here/install-tools.sh"
+    bash "$here/../install-tools.sh"
   fi
 }
 
@@ -194,7 +178,7 @@ print_env() {
 # --- commands ------------------------------------------------------------------------------
 
 cmd_up() {
-  [ "$(id -u)" = 0 ] || die "needs root (as scripts/k8s.sh)"
+  [ "$(id -u)" = 0 ] || die "needs root (as scripts/e2e/k8s.sh)"
   bash "$here/k8s.sh" up >/dev/null
   binaries
   if running; then
@@ -214,18 +198,8 @@ cmd_up() {
   done
   write_plugin_config
   serve_repository
-  GIT_PORT=$(free_port)
-  REDIS_PORT=$(free_port)
-  REPO_PORT=$(free_port)
-  REPO_METRICS_PORT=$(free_port)
-  CONTROLLER_METRICS_PORT=$(free_port)
-  cat >"$state/up.env" <<EOF
-ARGOCD_VERSION=$ARGOCD_VERSION
-GIT_PORT=$GIT_PORT
-REDIS_PORT=$REDIS_PORT
-REPO_PORT=$REPO_PORT
-CONTROLLER_METRICS_PORT=$CONTROLLER_METRICS_PORT
-EOF
+  echo "ARGOCD_VERSION=$ARGOCD_VERSION" >"$state/up.env"
+  allocate_ports GIT_PORT REDIS_PORT REPO_PORT REPO_METRICS_PORT CONTROLLER_METRICS_PORT
   # Every role gets its own HOME and TMPDIR here: git, helm and helmfile write caches
   # there, and `down` removes them with the state directory.
   local base=(HOME="$state/home" TMPDIR="$state/tmp" ARGOCD_PLUGINSOCKFILEPATH="$state/plugins")

@@ -1,20 +1,19 @@
 #!/usr/bin/env bash
 # Build the pinned Argo CD (one multi-call binary: repo-server, application controller,
 # cmp-server, ...) from the Go module proxy into a cache keyed by version, with the two
-# shell wrappers its repo-server calls and its CRDs. scripts/argocd.sh runs these; so does CI.
+# shell wrappers its repo-server calls and its CRDs. scripts/e2e/argocd.sh runs these; so
+# does CI.
 #
-#   scripts/build-argocd.sh        prints the directory holding the binaries (last line)
+#   scripts/e2e/build-argocd.sh        prints the directory holding the binaries (last line)
 #
-# No release binaries can be downloaded on our CI machines, but the Go module proxy is
-# reachable. A wrapper module requires github.com/argoproj/argo-cd/v3 and names its
-# command in a `tool` line; argo-cd's own replace block is copied into the wrapper (replace
-# directives of a dependency are ignored otherwise), minus the one pointing at its local
-# ./gitops-engine directory, which the published module already resolves.
+# argo-cd's own replace block is copied into the wrapper module (scripts/lib/gobuild.sh;
+# replace directives of a dependency are ignored otherwise), minus the one pointing at its
+# local ./gitops-engine directory, which the published module already resolves.
 # A cold build takes ~6 minutes on 2 cores and ~5 GB of Go caches; the caches live in a
 # temporary directory removed afterwards, only the binary (~160 MB), wrappers and CRDs are kept.
 set -euo pipefail
 
-# The one place Argo CD's version is pinned (scripts/argocd.sh asks with --print-versions).
+# The one place Argo CD's version is pinned (scripts/e2e/argocd.sh asks with --print-versions).
 ARGOCD_VERSION=v3.6.1
 # argo-cd v3.6's go.mod needs a newer Go than the machine's; the go command fetches this
 # toolchain from the module proxy.
@@ -26,48 +25,31 @@ module=github.com/argoproj/argo-cd/v3
 # The roles the binary takes from the name it is called by (see argo-cd's cmd/main.go).
 roles=(argocd-repo-server argocd-application-controller argocd-cmp-server)
 
-log() { printf '[build-argocd] %s\n' "$*" >&2; }
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../lib/common.sh
+source "$here/../lib/common.sh"
+# shellcheck source=../lib/gobuild.sh
+source "$here/../lib/gobuild.sh"
 
 if [ "${1:-}" = "--print-versions" ]; then
   printf 'ARGOCD_VERSION=%s\nARGOCD_BIN=%s\n' "$ARGOCD_VERSION" "$out"
   exit 0
 fi
 
-complete() {
-  [ -f "$out/.complete" ] && [ -x "$out/argocd" ] && [ -f "$out/crds/application-crd.yaml" ] &&
-    [ -x "$out/git-verify-wrapper.sh" ] && [ -x "$out/gpg-wrapper.sh" ] || return 1
-  local r
-  for r in "${roles[@]}"; do [ -x "$out/$r" ] || return 1; done
-}
-
-if complete; then
+if go_build_present "$out" argocd crds/application-crd.yaml git-verify-wrapper.sh gpg-wrapper.sh "${roles[@]}"; then
   log "Argo CD $ARGOCD_VERSION present in $out"
   echo "$out"
   exit 0
 fi
 
-command -v go >/dev/null || { log "Go is needed to build Argo CD"; exit 1; }
-
-work=$(mktemp -d /tmp/merge-job-build-argocd.XXXXXX)
-cleanup() {
-  # The module cache is read-only by design; make it removable first.
-  chmod -R u+w "$work" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export GOCACHE="$work/gocache" GOMODCACHE="$work/gomodcache" GOTOOLCHAIN=$ARGOCD_GO_TOOLCHAIN
-export CGO_ENABLED=0 GOFLAGS="-trimpath -buildvcs=false"
-staging="$out.partial"
-rm -rf "$staging"
-mkdir -p "$staging" "$work/argocd"
+go_build_begin "$out" "Argo CD"
+export GOTOOLCHAIN=$ARGOCD_GO_TOOLCHAIN GOFLAGS="-trimpath -buildvcs=false"
 started=$(date +%s)
 
 log "building Argo CD $ARGOCD_VERSION with $ARGOCD_GO_TOOLCHAIN (~6 minutes on a cold machine)"
+go_wrapper_module "$work/argocd" 1.27.0 "$module" "$ARGOCD_VERSION" "$module/cmd"
 cd "$work/argocd"
-printf 'module merge-job.local/argocd\n\ngo 1.27.0\n\nrequire %s %s\n\ntool %s/cmd\n' \
-  "$module" "$ARGOCD_VERSION" "$module" >go.mod
-upstream=$(go mod download -json "$module@$ARGOCD_VERSION" |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+upstream=$(go_module_field "$module@$ARGOCD_VERSION" Dir)
 # The replace block, single-line replaces included, without local-path targets.
 python3 - "$upstream/go.mod" >>go.mod <<'EOF'
 import re
@@ -103,8 +85,6 @@ install -m 0755 "$upstream/hack/git-verify-wrapper.sh" "$upstream/hack/gpg-wrapp
 mkdir "$staging/crds"
 install -m 0644 "$upstream"/manifests/crds/*-crd.yaml "$staging/crds/"
 
-touch "$staging/.complete"
-rm -rf "$out"
-mv "$staging" "$out"
+go_build_done
 log "built in $(($(date +%s) - started)) s: $("$out/argocd" version --client --short 2>/dev/null | head -n 1)"
 echo "$out"

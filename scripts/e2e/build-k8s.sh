@@ -1,21 +1,19 @@
 #!/usr/bin/env bash
 # Build the pinned single-node Kubernetes (kube-apiserver, kube-controller-manager,
 # kube-scheduler, kubelet, kubectl, etcd) and a tiny sandbox ("pause") binary from the Go
-# module proxy into a cache keyed by version. scripts/k8s.sh runs these; so does CI.
+# module proxy into a cache keyed by version. scripts/e2e/k8s.sh runs these; so does CI.
 #
-#   scripts/build-k8s.sh        prints the directory holding the binaries (last line)
+#   scripts/e2e/build-k8s.sh        prints the directory holding the binaries (last line)
 #
-# No release binaries can be downloaded on our CI machines, but the Go module proxy is
-# reachable. The commands live in k8s.io/kubernetes, whose go.mod points its staging
-# modules (k8s.io/api, client-go, ...) at local paths; a wrapper module requires it and
-# replaces each staging module with its published v0.<minor>.<patch> tag, and its `tool`
-# block is what lets `go mod tidy` resolve the commands' dependency graphs.
+# The commands live in k8s.io/kubernetes, whose go.mod points its staging modules
+# (k8s.io/api, client-go, ...) at local paths; the wrapper module (scripts/lib/gobuild.sh)
+# replaces each staging module with its published v0.<minor>.<patch> tag.
 # A cold build takes ~16 CPU-minutes and ~6 GB of Go caches; the caches live in a
 # temporary directory removed afterwards, only the binaries (~0.5 GB) are kept.
 set -euo pipefail
 
-# The one place the cluster's versions are pinned (scripts/k8s.sh sources this file with
-# --print-versions to learn them).
+# The one place the cluster's versions are pinned (scripts/e2e/k8s.sh asks with
+# --print-versions).
 K8S_VERSION=v1.37.2
 ETCD_VERSION=v3.7.3
 
@@ -23,38 +21,25 @@ cache=${MERGE_JOB_CACHE:-$HOME/.cache/merge-job}
 out="$cache/k8s/kubernetes-$K8S_VERSION-etcd-$ETCD_VERSION"
 binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl etcd pause)
 
-log() { printf '[build-k8s] %s\n' "$*" >&2; }
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../lib/common.sh
+source "$here/../lib/common.sh"
+# shellcheck source=../lib/gobuild.sh
+source "$here/../lib/gobuild.sh"
 
 if [ "${1:-}" = "--print-versions" ]; then
   printf 'K8S_VERSION=%s\nETCD_VERSION=%s\nK8S_BIN=%s\n' "$K8S_VERSION" "$ETCD_VERSION" "$out"
   exit 0
 fi
 
-complete() {
-  [ -f "$out/.complete" ] || return 1
-  local b
-  for b in "${binaries[@]}"; do [ -x "$out/$b" ] || return 1; done
-}
-
-if complete; then
+if go_build_present "$out" "${binaries[@]}"; then
   log "Kubernetes $K8S_VERSION and etcd $ETCD_VERSION present in $out"
   echo "$out"
   exit 0
 fi
 
-command -v go >/dev/null || { log "Go is needed to build Kubernetes"; exit 1; }
-
-work=$(mktemp -d /tmp/merge-job-build-k8s.XXXXXX)
-cleanup() {
-  # The module cache is read-only by design; make it removable first.
-  chmod -R u+w "$work" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-export GOCACHE="$work/gocache" GOMODCACHE="$work/gomodcache" GOTOOLCHAIN=local CGO_ENABLED=0
-staging="$out.partial"
-rm -rf "$staging"
-mkdir -p "$staging"
+go_build_begin "$out" Kubernetes
+export GOTOOLCHAIN=local
 started=$(date +%s)
 
 k8s_minor=$(echo "$K8S_VERSION" | cut -d. -f2)
@@ -67,23 +52,17 @@ staging_modules=(api apiextensions-apiserver apimachinery apiserver cli-runtime 
   pod-security-admission sample-apiserver streaming)
 commands=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 
-mkdir -p "$work/kubernetes" "$work/etcd" "$work/kubernetes/pause"
+pkgs=()
+for c in "${commands[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+go_wrapper_module "$work/kubernetes" 1.26.0 k8s.io/kubernetes "$K8S_VERSION" "${pkgs[@]}"
 {
-  echo "module merge-job.local/kubernetes"
-  echo
-  echo "go 1.26.0"
-  echo
-  echo "require k8s.io/kubernetes $K8S_VERSION"
-  echo
-  echo "tool ("
-  for c in "${commands[@]}"; do echo "	k8s.io/kubernetes/cmd/$c"; done
-  echo ")"
   echo
   echo "replace ("
   for m in "${staging_modules[@]}"; do echo "	k8s.io/$m => k8s.io/$m $staging_version"; done
   echo ")"
-} >"$work/kubernetes/go.mod"
+} >>"$work/kubernetes/go.mod"
 
+mkdir -p "$work/kubernetes/pause"
 # The sandbox container of every pod only has to hold the pod's namespaces open and leave
 # on SIGTERM/SIGINT; there is no registry to pull registry.k8s.io/pause from.
 cat >"$work/kubernetes/pause/main.go" <<'EOF'
@@ -114,30 +93,18 @@ log "building Kubernetes $K8S_VERSION (~16 CPU-minutes on a cold machine)"
 (
   cd "$work/kubernetes"
   go mod tidy
-  pkgs=()
-  for c in "${commands[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
   go build -trimpath -ldflags "$ldflags" -o "$staging/" "${pkgs[@]}"
   go build -trimpath -ldflags "-s -w" -o "$staging/pause" ./pause
 )
 
 log "building etcd $ETCD_VERSION"
-cat >"$work/etcd/go.mod" <<EOF
-module merge-job.local/etcd
-
-go 1.26.0
-
-require go.etcd.io/etcd/server/v3 $ETCD_VERSION
-
-tool go.etcd.io/etcd/server/v3
-EOF
+go_wrapper_module "$work/etcd" 1.26.0 go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3
 (
   cd "$work/etcd"
   go mod tidy
   go build -trimpath -ldflags "-s -w" -o "$staging/etcd" go.etcd.io/etcd/server/v3
 )
 
-touch "$staging/.complete"
-rm -rf "$out"
-mv "$staging" "$out"
+go_build_done
 log "built in $(($(date +%s) - started)) s: $("$out/kubectl" version --client 2>/dev/null | head -n 1), etcd $("$out/etcd" --version | head -n 1)"
 echo "$out"

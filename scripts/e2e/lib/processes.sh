@@ -1,6 +1,7 @@
-# Process bookkeeping shared by scripts/k8s.sh and scripts/argocd.sh: each component's PID
-# in "$state/pids/<name>", its output in "$logs/<name>.log". Sourced; the caller sets
-# `state`, `logs` and `log()`.
+# shellcheck shell=bash disable=SC2154  # state and logs are set by the caller
+# Process bookkeeping shared by scripts/e2e/k8s.sh and scripts/e2e/argocd.sh: each
+# component's PID in "$state/pids/<name>", its output in "$logs/<name>.log". Sourced after
+# scripts/lib/common.sh; the caller sets `state` and `logs`.
 #
 # A PID counts as ours only while its command line names a path under the state
 # directory, so a recycled PID is never signalled: every component is started with such a
@@ -48,4 +49,14 @@ stop() {
     stop_pid "$pid"
   fi
   rm -f "$(pidfile "$1")"
+}
+
+# allocate_ports NAME...: set each NAME to a port free on loopback now, and record it in
+# "$state/up.env" (which `up` starts and later commands source).
+allocate_ports() {
+  local name
+  for name in "$@"; do
+    printf -v "$name" '%s' "$(free_port)"
+    echo "$name=${!name}" >>"$state/up.env"
+  done
 }

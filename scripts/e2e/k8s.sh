@@ -3,16 +3,17 @@
 # components: etcd, kube-apiserver (RBAC, Pod Security admission, a service-account
 # issuer), kube-controller-manager, kube-scheduler and a kubelet on a containerd of its own.
 #
-#   scripts/k8s.sh up                 build or reuse the binaries, start the cluster, wait
-#                                     until the node is Ready; last line: KUBECONFIG=<path>
-#   scripts/k8s.sh load-image IMAGE   copy a local Docker image into the node's containerd
-#   scripts/k8s.sh host-ip            the address at which pods reach services on this host
-#   scripts/k8s.sh down               stop what `up` started (by PID) and remove the links,
-#                                     network namespaces, mounts and cgroups it made
+#   scripts/e2e/k8s.sh up                 build or reuse the binaries, start the cluster,
+#                                         wait until the node is Ready; last line:
+#                                         KUBECONFIG=<path>
+#   scripts/e2e/k8s.sh load-image IMAGE   copy a local Docker image into the node's containerd
+#   scripts/e2e/k8s.sh host-ip            the address at which pods reach services on this host
+#   scripts/e2e/k8s.sh down               stop what `up` started (by PID) and remove the
+#                                         links, network namespaces, mounts and cgroups it made
 #
 # Every command is idempotent: `up` on a running cluster only prints its KUBECONFIG, a
 # second `down` does nothing. Needs root on Linux (a kubelet mounts, makes cgroups and
-# network namespaces), Docker (images come from `docker save`), Go (scripts/build-k8s.sh
+# network namespaces), Docker (images come from `docker save`), Go (scripts/e2e/build-k8s.sh
 # builds the pinned binaries once) and Debian's containerd, runc and
 # containernetworking-plugins (installed when missing).
 #
@@ -47,8 +48,8 @@ cgroup_root=merge-job-$bridge
 pause_image=docker.io/merge-job-k8s/pause:1
 netns_dir=/var/run/netns
 
-log() { printf '[k8s] %s\n' "$*" >&2; }
-die() { log "$*"; exit 1; }
+# shellcheck source=../lib/common.sh
+source "$here/../lib/common.sh"
 
 require_host() {
   [ "$(uname -s)" = Linux ] || die "needs Linux (a kubelet and containerd run here); this is $(uname -s)"
@@ -74,12 +75,6 @@ shim_pids() {
 pod_pids() {
   [ -d "/sys/fs/cgroup/pids/$cgroup_root" ] || return 0
   find "/sys/fs/cgroup/pids/$cgroup_root" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u
-}
-
-# --- ports and addresses -----------------------------------------------------------------
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
 # --- PKI -----------------------------------------------------------------------------------
@@ -269,9 +264,9 @@ make_cgroups() {
   local dir
   for dir in $(cgroup_hierarchies); do mkdir -p "$dir/$cgroup_root"; done
   # cpuset children start empty; inherit the machine's CPUs and memory nodes.
-  if [ -d /sys/fs/cgroup/cpuset/$cgroup_root ]; then
-    cat /sys/fs/cgroup/cpuset/cpuset.cpus >/sys/fs/cgroup/cpuset/$cgroup_root/cpuset.cpus
-    cat /sys/fs/cgroup/cpuset/cpuset.mems >/sys/fs/cgroup/cpuset/$cgroup_root/cpuset.mems
+  if [ -d "/sys/fs/cgroup/cpuset/$cgroup_root" ]; then
+    cat /sys/fs/cgroup/cpuset/cpuset.cpus >"/sys/fs/cgroup/cpuset/$cgroup_root/cpuset.cpus"
+    cat /sys/fs/cgroup/cpuset/cpuset.mems >"/sys/fs/cgroup/cpuset/$cgroup_root/cpuset.mems"
   fi
 }
 
@@ -305,9 +300,10 @@ our_mounts() {
 # runtime's by the list taken when `up` started; only empty ones are removed.
 our_netns() {
   [ -d "$netns_dir" ] || return 0
-  local name
-  for name in $(ls "$netns_dir" 2>/dev/null); do
-    case "$name" in cni-*) ;; *) continue ;; esac
+  local path name
+  for path in "$netns_dir"/cni-*; do
+    [ -e "$path" ] || continue
+    name=${path##*/}
     grep -qxF "$name" "$state/netns-before" 2>/dev/null && continue
     echo "$name"
   done
@@ -317,17 +313,6 @@ our_netns() {
 # --- readiness ---------------------------------------------------------------------------
 
 kubectl_admin() { "$K8S_BIN/kubectl" --kubeconfig "$state/admin.kubeconfig" "$@"; }
-
-wait_for() { # description seconds command...
-  local what=$1 seconds=$2 _
-  shift 2
-  for _ in $(seq 1 $((seconds * 5))); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.2
-  done
-  log "$what did not happen within ${seconds}s; logs in $logs"
-  return 1
-}
 
 cluster_running() {
   [ -f "$state/up.env" ] || return 1
@@ -400,16 +385,8 @@ cmd_up() {
   rm -rf "$logs"/*.log "$logs/pods"
   ls "$netns_dir" 2>/dev/null >"$state/netns-before" || : >"$state/netns-before"
 
-  ETCD_PORT=$(free_port)
-  ETCD_PEER_PORT=$(free_port)
-  API_PORT=$(free_port)
-  KUBELET_PORT=$(free_port)
-  cat >"$state/up.env" <<EOF
-K8S_VERSION=$K8S_VERSION
-K8S_BIN=$K8S_BIN
-API_PORT=$API_PORT
-KUBELET_PORT=$KUBELET_PORT
-EOF
+  printf 'K8S_VERSION=%s\nK8S_BIN=%s\n' "$K8S_VERSION" "$K8S_BIN" >"$state/up.env"
+  allocate_ports ETCD_PORT ETCD_PEER_PORT API_PORT KUBELET_PORT
 
   make_pki
   kubeconfig admin admin
@@ -492,7 +469,7 @@ cmd_host_ip() {
 
 cmd_down() {
   require_host
-  # Argo CD (scripts/argocd.sh, same default state path) runs against this cluster: first.
+  # Argo CD (scripts/e2e/argocd.sh, same default state path) runs against this cluster: first.
   local argocd_state=${MERGE_JOB_ARGOCD_STATE:-$(dirname "$state")/argocd-$(basename "$state")}
   [ ! -d "$argocd_state" ] || bash "$here/argocd.sh" down
   [ -d "$state" ] || { log "nothing to stop"; return 0; }
