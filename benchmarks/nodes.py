@@ -32,9 +32,10 @@ from typing import Any
 
 import requests
 
-from benchmarks import cluster, common, data
+from benchmarks import common, data
 from benchmarks.planning import job_settings
 from merge_job.execute import NODE_QUEUE
+from tests.support import cluster
 
 PREFIX = "node-"
 TARGET_SPEEDUP = {0: 1.7, 1: 1.35}  # by replicas

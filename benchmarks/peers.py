@@ -40,8 +40,9 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cluster, common, data
+from benchmarks import common, data
 from benchmarks.planning import job_settings
+from tests.support import cluster
 from tests.support.recording_proxy import RecordedRequest, recording_proxy
 from tests.support.versions import primary_opensearch
 

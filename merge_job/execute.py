@@ -47,6 +47,7 @@ from merge_job.merge import (
     log_outcome,
 )
 from merge_job.plan import IndexPlan, Plan
+from merge_job.replication import MAX_VERIFYING
 
 log = structlog.get_logger("merge_job.execute")
 
@@ -241,12 +242,13 @@ class Scheduler:
                 self.request_stop(StopReason.DEADLINE)
             if self._stopped():
                 break
-            # A verification waiting for replicas holds a thread, not the cluster; the
-            # threads stay bounded all the same (MERGE_CONCURRENCY + 1 verifying at most).
+            # A verification (replicas copying, under segment replication) holds a thread,
+            # not the cluster: it never holds the next merge back; MAX_VERIFYING only
+            # bounds the threads.
             while (
                 pending
                 and len(running) < self.settings.concurrency
-                and len(verifying) <= self.settings.concurrency
+                and len(verifying) < MAX_VERIFYING
             ):
                 candidate = next_merge(pending, node_load(running.values()))
                 if candidate is None:

@@ -29,6 +29,8 @@ so a newcomer reads the algorithm in `advance()`:
   never took effect: it is sent once more (attempt 2), which cannot stack a second merge on
   a running one.
 - VERIFY reads per-copy segment counts after the merge and fails copies above the target.
+  Under segment replication it first waits for the replicas to copy the primaries' merged
+  segments, within MERGE_INDEX_TIMEOUT (replication.py).
 
 Never deletes, closes, re-sets or blocks an index. Runs in a worker thread of the scheduler
 (execute.py) or directly in a test; `stop` set means "stop waiting": the merge is then left
@@ -48,6 +50,7 @@ from typing import Any, Protocol
 import opensearchpy
 import structlog
 
+from merge_job import replication
 from merge_job.client import IndexClosedError, IndexGoneError, RetryableStatusError
 from merge_job.config import Settings
 from merge_job.plan import IndexPlan, SkipReason, matches
@@ -369,9 +372,42 @@ class IndexMerge:
             self.outcome.segments_after = segments_by_copy(self._fresh_copies())
 
     def _params(self) -> dict[str, str]:
+        # Segment-replicated, where the engine knows it: replicas copy, never merge.
+        extra = {"primary_only": "true"} if self.item.primary_only else {}
         if self.settings.only_expunge_deletes:
-            return {"only_expunge_deletes": "true"}
-        return {"max_num_segments": str(self.settings.max_num_segments)}
+            return {"only_expunge_deletes": "true", **extra}
+        return {"max_num_segments": str(self.settings.max_num_segments), **extra}
+
+    def _replicas_copying(self, copies: tuple[ShardCopy, ...]) -> tuple[str, ...]:
+        """Segment replication: replicas still to copy the primaries' merged segments."""
+        if not self.item.segment_replication or self.settings.only_expunge_deletes:
+            return ()
+        return replication.replicas_copying(copies, self.settings.max_num_segments)
+
+    def _await_replicas(self, copies: tuple[ShardCopy, ...]) -> tuple[ShardCopy, ...]:
+        """Follow the replicas' segment counts until they have copied the merged segments
+        or the index's timeout passes; the copies as last read. Raises IndexGoneError,
+        IndexClosedError or MergeStopped."""
+        behind = self._replicas_copying(copies)
+        if not behind:
+            return copies
+        log.info(
+            "merge_waiting_for_replicas",
+            index=self.index,
+            copies=list(behind),
+            detail="segment replication: replicas copy the merged segments from the primary",
+            timeout_s=round(max(0.0, self.timeout_at - self.clock()), 1),
+        )
+        self._delay = self.pacing.poll_initial_s
+        while behind and not self._timed_out():
+            self._sleep(min(self._next_wait(), replication.REPLICA_POLL_MAX_S))
+            try:
+                copies = self._fresh_copies()
+            except opensearchpy.TransportError as err:
+                log.warning("verify_failed", index=self.index, error=str(err)[:300])
+                continue
+            behind = self._replicas_copying(copies)
+        return copies
 
     # -- the steps ------------------------------------------------------------
 
@@ -583,13 +619,28 @@ class IndexMerge:
             # With only_expunge_deletes any answer will do: there is no count to wait for.
             if copies and (self.settings.only_expunge_deletes or self.target_reached(copies)):
                 break
+            if self._replicas_copying(copies):
+                break  # the primaries are done: follow the replicas' copy instead
+        try:
+            copies = self._await_replicas(copies)
+        except (IndexGoneError, IndexClosedError):
+            outcome.status, outcome.detail = Status.GONE, "index deleted or closed after merge"
+            self.step = Step.DONE
+            return
         self.step = Step.DONE
         outcome.segments_after = segments_by_copy(copies)
         if copies:
             outcome.store_bytes_after = sum(c.store_bytes for c in copies)
             outcome.deleted_after = sum(c.deleted for c in copies)
+        copying = self._replicas_copying(copies)
         if not copies:
             outcome.status, outcome.detail = Status.FAILED, "could not read segments after merge"
+        elif copying:
+            outcome.status = Status.TIMED_OUT
+            outcome.detail = (
+                f"primaries merged; replicas {', '.join(copying)} still copying the merged "
+                f"segments (segment replication) after {self.settings.index_timeout}"
+            )
         elif not self.settings.only_expunge_deletes and not self.target_reached(copies):
             above = {
                 k: v

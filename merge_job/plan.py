@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from merge_job.config import Settings, date_format_regex
 from merge_job.engines import OPENSEARCH, engine_of
+from merge_job.replication import merging_nodes, primary_only_applies, segment_replicated
 from merge_job.snapshot import STARTED, ClusterSnapshot, IndexInfo, ShardCopy, ShardRow
 
 UNASSIGNED = "UNASSIGNED"
@@ -87,7 +88,11 @@ class IndexPlan:
     max_segments_per_copy: int | None = None
     store_bytes: int | None = None
     age_seconds: float | None = None
-    nodes: tuple[str, ...] = field(default=(), compare=False)  # node ids holding a copy
+    # Node ids the merge makes work for: every copy's, or the primaries' alone under
+    # segment replication (replication.py).
+    nodes: tuple[str, ...] = field(default=(), compare=False)
+    segment_replication: bool = field(default=False, compare=False)
+    primary_only: bool = field(default=False, compare=False)  # send `primary_only=true`
     # The copies as planning read them: the first merges' check at their turn reuses them.
     copies: tuple[ShardCopy, ...] = field(default=(), compare=False, repr=False)
 
@@ -289,12 +294,15 @@ def shard_readiness(
             )
     reasons = sorted({r.unassigned_reason or "unknown reason" for r in unassigned})
     count = len(unassigned)
+    shards = sorted({r.shard for r in unassigned})
     return Readiness(
         None,
         note=(
             f"{count} replica cop{'ies' if count != 1 else 'y'} unassigned "
             f"({', '.join(reasons)}; {nodes_text}): the cluster cannot place "
-            f"{'them' if count != 1 else 'it'}, the started copies are merged"
+            f"{'them' if count != 1 else 'it'}, the started copies are merged, "
+            f"not the unassigned replica{'s' if count != 1 else ''} of shard"
+            f"{'s' if len(shards) != 1 else ''} {', '.join(map(str, shards))}"
         ),
     )
 
@@ -350,6 +358,7 @@ class _Planner:
         rows = self.snapshot.shard_rows.get(info.name, ())
         age, age_detail = self._age(info)
         readiness = shard_readiness(rows, copies, data_nodes=self.snapshot.data_nodes)
+        segment = segment_replicated(info.settings)
         facts = _Facts(
             info, self.stream_of.get(info.name), copies, age, age_detail, rows, readiness
         )
@@ -361,7 +370,9 @@ class _Planner:
             max_segments_per_copy=max((c.segments for c in copies), default=None),
             store_bytes=sum(c.store_bytes for c in copies) if copies else None,
             age_seconds=round(age.total_seconds(), 3) if age is not None else None,
-            nodes=tuple(sorted({c.node for c in copies if c.node})),
+            nodes=merging_nodes(copies, segment),
+            segment_replication=segment,
+            primary_only=primary_only_applies(self.snapshot.version, segment),
             copies=copies,
         )
         rules = (
