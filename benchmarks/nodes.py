@@ -267,8 +267,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         row["speedup_merge_phase"] = common.ratio(sequential["merge_phase_s"], row["merge_phase_s"])
         row["share_of_limit"] = common.ratio(row["speedup_wall"], row["limit_equal_sizes"])
     common.print_table(f"Node-aware parallelism, {nodes} nodes: sequential vs parallel", rows)
-    # Document replication alone keeps the historical file; other runs get their own.
-    name = "nodes" if args.replication == "document" else f"nodes-{args.replication}"
+    # Document replication alone keeps the historical file; other runs get their own,
+    # per engine version.
+    version = args.image.rsplit(":", 1)[-1]
+    name = "nodes" if args.replication == "document" else f"nodes-{args.replication}-{version}"
     path = common.write_results(
         name,
         rows,
