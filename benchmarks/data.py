@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import random
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import requests
@@ -41,8 +42,15 @@ def template_name(prefix: str) -> str:
     return f"{TEMPLATE}-{prefix.strip('-.') or 'all'}"
 
 
-def put_template(url: str, prefix: str = PREFIX, shards: int = 1, replicas: int = 0) -> None:
-    """Settings every benchmark index gets: held-off merges, no periodic refresh."""
+def put_template(
+    url: str,
+    prefix: str = PREFIX,
+    shards: int = 1,
+    replicas: int = 0,
+    settings: Mapping[str, str] | None = None,
+) -> None:
+    """Settings every benchmark index gets: held-off merges, no periodic refresh; and
+    `settings` (e.g. `index.replication.type`)."""
     body = {
         "index_patterns": [f"{prefix}*"],
         "priority": 400,
@@ -53,6 +61,7 @@ def put_template(url: str, prefix: str = PREFIX, shards: int = 1, replicas: int 
                 "index.merge.policy.segments_per_tier": 100,
                 "index.merge.policy.max_merge_at_once": 100,
                 "index.refresh_interval": "-1",
+                **(settings or {}),
             },
             "mappings": {"properties": {"message": {"type": "text"}, "n": {"type": "long"}}},
         },
@@ -109,10 +118,11 @@ def make_indices(
     prefix: str = PREFIX,
     shards: int = 1,
     replicas: int = 0,
+    settings: Mapping[str, str] | None = None,
 ) -> None:
     """Create `names` (auto-created by bulk through the template), each with `segments`
     segments per shard of `docs_per_segment` documents."""
-    put_template(url, prefix, shards, replicas)
+    put_template(url, prefix, shards, replicas, settings)
     session = requests.Session()
     for round_no in range(segments):
         for start in range(0, len(names), BULK_INDICES_PER_REQUEST):

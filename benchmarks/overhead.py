@@ -15,8 +15,9 @@ from typing import Any
 
 import requests
 
-from benchmarks import cluster, common, data
+from benchmarks import common, data
 from benchmarks.planning import job_settings
+from testing import cluster
 
 TARGET_RATIO = 1.05
 PREFIX = "ovh-"

@@ -40,8 +40,9 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cluster, common, data
+from benchmarks import common, data
 from benchmarks.planning import job_settings
+from testing import cluster
 from testing.recording_proxy import RecordedRequest, recording_proxy
 from testing.versions import primary_opensearch
 

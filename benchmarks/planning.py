@@ -15,7 +15,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from benchmarks import cluster, common, data, synthetic
+from benchmarks import common, data, synthetic
+from testing import cluster
 from testing.recording_proxy import recording_proxy
 
 

@@ -44,6 +44,7 @@ _INDEX_SETTINGS = (
     "resize.source",  # name/uuid: a shrink/split/clone target
     "plugins.replication.follower.leader_index",  # OpenSearch cross-cluster replication
     "xpack.ccr.following_index",  # Elasticsearch cross-cluster replication
+    "replication.type",  # SEGMENT: replicas copy the primary's segments (replication.py)
 )
 
 # The planning snapshot: always exactly these requests, whatever the number of indices.

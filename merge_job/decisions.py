@@ -71,7 +71,11 @@ class IndexPlan:
     max_segments_per_copy: int | None = None
     store_bytes: int | None = None
     age_seconds: float | None = None
-    nodes: tuple[str, ...] = field(default=(), compare=False)  # node ids holding a copy
+    # Node ids the merge makes work for: every copy's, or the primaries' alone under
+    # segment replication (replication.py).
+    nodes: tuple[str, ...] = field(default=(), compare=False)
+    segment_replication: bool = field(default=False, compare=False)
+    primary_only: bool = field(default=False, compare=False)  # send `primary_only=true`
     # The copies as planning read them: the first merges' check at their turn reuses them.
     copies: tuple[ShardCopy, ...] = field(default=(), compare=False, repr=False)
 

@@ -29,6 +29,8 @@ so a newcomer reads the algorithm in `advance()`:
   never took effect: it is sent once more (attempt 2), which cannot stack a second merge on
   a running one.
 - VERIFY reads per-copy segment counts after the merge and fails copies above the target.
+  Under segment replication it first waits for the replicas to copy the primaries' merged
+  segments, within MERGE_INDEX_TIMEOUT (replication.py).
 
 Never deletes, closes, re-sets or blocks an index. Runs in a worker thread of the scheduler
 (scheduler.py) or directly in a test; `stop` set means "stop waiting": the merge is then left
@@ -55,6 +57,7 @@ from merge_job.merge_rules import (
     all_started,
     changed_since_planning,
     forcemerge_params,
+    lagging_replicas,
     maybe_started,
     merge_running,
     post_failure,
@@ -66,6 +69,7 @@ from merge_job.merge_rules import (
     task_parameter_refused,
 )
 from merge_job.outcome import MergeOutcome, Status
+from merge_job.replication import REPLICA_POLL_MAX_S
 from merge_job.shared_reads import MergeCluster, SharedReads
 
 log = structlog.get_logger(__name__)
@@ -249,7 +253,7 @@ class IndexMerge:
             store_bytes=self.outcome.store_bytes_before,
             mode="task" if self.mode is Mode.TASK else "blocking",
             primary_bytes=primaries,
-            params=forcemerge_params(self.settings),
+            params=forcemerge_params(self.settings, self.item),
         )
         self._go(Step.SUBMIT)
 
@@ -259,7 +263,7 @@ class IndexMerge:
         index's request is cut after MERGE_REQUEST_TIMEOUT (a merge that small has queued
         behind others on its node, and watching follows it from there)."""
         task = self.mode is Mode.TASK
-        params = forcemerge_params(self.settings)
+        params = forcemerge_params(self.settings, self.item)
         timeout_s: float | None = None
         if task:
             params["wait_for_completion"] = "false"
@@ -386,25 +390,59 @@ class IndexMerge:
             self._resubmit_or_fail("no force-merge running and segment counts not reached")
 
     def _verify(self) -> None:
-        """Read segments after the merge; fail the index if a copy is still above the max."""
-        outcome = self.outcome
-        copies: tuple[ShardCopy, ...] = ()
-        for delay in self.pacing.verify_delays_s:
-            if delay:
-                self._sleep(delay)
-            try:
-                copies = self._fresh_copies()
-            except (IndexGoneError, IndexClosedError):
-                outcome.status, outcome.detail = Status.GONE, "index deleted or closed after merge"
-                self.step = Step.DONE
-                return
-            except opensearchpy.TransportError as err:
-                log.warning("verify_failed", index=self.index, error=str(err)[:300])
-                continue
-            # With only_expunge_deletes any answer will do: there is no count to wait for.
-            if copies and (
-                self.settings.only_expunge_deletes or target_reached(copies, self.settings)
-            ):
-                break
+        """Read segments after the merge (under segment replication, once the replicas
+        have copied them); fail the index if a copy is still above the max."""
+        try:
+            copies: tuple[ShardCopy, ...] | None = settled_copies(self)
+        except (IndexGoneError, IndexClosedError):
+            copies = None
         self.step = Step.DONE
-        record_verified(outcome, copies, self.settings)
+        if copies is None:
+            self.outcome.status = Status.GONE
+            self.outcome.detail = "index deleted or closed after merge"
+            return
+        copying = lagging_replicas(self.item, self.settings, copies)
+        record_verified(self.outcome, copies, self.settings, copying)
+
+
+def settled_copies(merge: IndexMerge) -> tuple[ShardCopy, ...]:
+    """The copies after a merge: re-read a few times (replicas may report their merged
+    segments a moment after the primary), then, under segment replication, followed while
+    the replicas copy the primaries' merged segments, within MERGE_INDEX_TIMEOUT (the
+    copy starts after the force-merge answered and takes as long as the shard's bytes).
+    Raises IndexGoneError, IndexClosedError or MergeStopped."""
+    settings = merge.settings
+    copies: tuple[ShardCopy, ...] = ()
+    for delay in merge.pacing.verify_delays_s:
+        if delay:
+            merge._sleep(delay)
+        try:
+            copies = merge._fresh_copies()
+        except opensearchpy.TransportError as err:
+            log.warning("verify_failed", index=merge.index, error=str(err)[:300])
+            continue
+        # With only_expunge_deletes any answer will do: there is no count to wait for.
+        if copies and (settings.only_expunge_deletes or target_reached(copies, settings)):
+            return copies
+        if lagging_replicas(merge.item, settings, copies):
+            break  # the primaries are done: follow the replicas' copy instead
+    behind = lagging_replicas(merge.item, settings, copies)
+    if not behind:
+        return copies
+    log.info(
+        "merge_waiting_for_replicas",
+        index=merge.index,
+        copies=list(behind),
+        detail="segment replication: replicas copy the merged segments from the primary",
+        timeout_s=round(max(0.0, merge.timeout_at - merge.clock()), 1),
+    )
+    merge._delay = merge.pacing.poll_initial_s
+    while behind and not merge._timed_out():
+        merge._sleep(min(merge._next_wait(), REPLICA_POLL_MAX_S))
+        try:
+            copies = merge._fresh_copies()
+        except opensearchpy.TransportError as err:
+            log.warning("verify_failed", index=merge.index, error=str(err)[:300])
+            continue
+        behind = lagging_replicas(merge.item, settings, copies)
+    return copies

@@ -7,16 +7,28 @@ import opensearchpy
 
 from merge_job.cluster_state import STARTED, ShardCopy
 from merge_job.config import Settings
-from merge_job.decisions import SkipReason
+from merge_job.decisions import IndexPlan, SkipReason
 from merge_job.outcome import MergeOutcome, Status
+from merge_job.replication import replicas_copying
 from merge_job.values import matches
 
 
-def forcemerge_params(settings: Settings) -> dict[str, str]:
-    """The force-merge parameters the settings ask for."""
+def forcemerge_params(settings: Settings, item: IndexPlan) -> dict[str, str]:
+    """The force-merge parameters the settings ask for; `primary_only=true` where the
+    index is segment-replicated and the engine knows it (replicas copy, never merge)."""
+    extra = {"primary_only": "true"} if item.primary_only else {}
     if settings.only_expunge_deletes:
-        return {"only_expunge_deletes": "true"}
-    return {"max_num_segments": str(settings.max_num_segments)}
+        return {"only_expunge_deletes": "true", **extra}
+    return {"max_num_segments": str(settings.max_num_segments), **extra}
+
+
+def lagging_replicas(
+    item: IndexPlan, settings: Settings, copies: tuple[ShardCopy, ...]
+) -> tuple[str, ...]:
+    """Segment replication: the replicas still to copy the primaries' merged segments."""
+    if not item.segment_replication or settings.only_expunge_deletes:
+        return ()
+    return replicas_copying(copies, settings.max_num_segments)
 
 
 def segments_by_copy(copies: tuple[ShardCopy, ...]) -> dict[str, int]:
@@ -92,16 +104,27 @@ def task_parameter_refused(err: opensearchpy.TransportError) -> bool:
 
 
 def record_verified(
-    outcome: MergeOutcome, copies: tuple[ShardCopy, ...], settings: Settings
+    outcome: MergeOutcome,
+    copies: tuple[ShardCopy, ...],
+    settings: Settings,
+    copying: tuple[str, ...] = (),
 ) -> None:
-    """Judge a merge from the copies read after it: failed when a copy is still above the
-    target (or none could be read), else merged with what it did."""
+    """Judge a merge from the copies read after it: timed out when segment-replicated
+    replicas (`copying`) are still copying the merged segments at the index's timeout,
+    failed when a copy is still above the target (or none could be read), else merged
+    with what it did."""
     outcome.segments_after = segments_by_copy(copies)
     if copies:
         outcome.store_bytes_after = sum(c.store_bytes for c in copies)
         outcome.deleted_after = sum(c.deleted for c in copies)
     if not copies:
         outcome.status, outcome.detail = Status.FAILED, "could not read segments after merge"
+    elif copying:
+        outcome.status = Status.TIMED_OUT
+        outcome.detail = (
+            f"primaries merged; replicas {', '.join(copying)} still copying the merged "
+            f"segments (segment replication) after {settings.index_timeout}"
+        )
     elif not settings.only_expunge_deletes and not target_reached(copies, settings):
         above = {k: v for k, v in outcome.segments_after.items() if v > settings.max_num_segments}
         outcome.status = Status.FAILED

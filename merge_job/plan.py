@@ -24,6 +24,7 @@ from merge_job.config import Settings
 from merge_job.decisions import Decision, IndexPlan, PatternWarning, Plan, SkipReason
 from merge_job.engines import engine_of
 from merge_job.readiness import Readiness, shard_readiness
+from merge_job.replication import merging_nodes, primary_only_applies, segment_replicated
 from merge_job.values import date_from_name, matches, starts_with_wildcard
 
 _AMAZON_CLUSTER_NAME_RE = re.compile(r"^\d{12}:")
@@ -111,6 +112,7 @@ class _Planner:
         rows = self.snapshot.shard_rows.get(info.name, ())
         age, age_detail = index_age(info, self.settings.name_date_format, self.now)
         readiness = shard_readiness(rows, copies, data_nodes=self.snapshot.data_nodes)
+        segment = segment_replicated(info.settings)
         facts = _Facts(
             info, self.stream_of.get(info.name), copies, age, age_detail, rows, readiness
         )
@@ -122,7 +124,9 @@ class _Planner:
             max_segments_per_copy=max((c.segments for c in copies), default=None),
             store_bytes=sum(c.store_bytes for c in copies) if copies else None,
             age_seconds=round(age.total_seconds(), 3) if age is not None else None,
-            nodes=tuple(sorted({c.node for c in copies if c.node})),
+            nodes=merging_nodes(copies, segment),
+            segment_replication=segment,
+            primary_only=primary_only_applies(self.snapshot.version, segment),
             copies=copies,
         )
         rules = (

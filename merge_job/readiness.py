@@ -94,11 +94,14 @@ def shard_readiness(
             )
     reasons = sorted({r.unassigned_reason or "unknown reason" for r in unassigned})
     count = len(unassigned)
+    shards = sorted({r.shard for r in unassigned})
     return Readiness(
         None,
         note=(
             f"{count} replica cop{'ies' if count != 1 else 'y'} unassigned "
             f"({', '.join(reasons)}; {nodes_text}): the cluster cannot place "
-            f"{'them' if count != 1 else 'it'}, the started copies are merged"
+            f"{'them' if count != 1 else 'it'}, the started copies are merged, "
+            f"not the unassigned replica{'s' if count != 1 else ''} of shard"
+            f"{'s' if len(shards) != 1 else ''} {', '.join(map(str, shards))}"
         ),
     )

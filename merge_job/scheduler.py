@@ -36,6 +36,7 @@ from merge_job.decisions import IndexPlan, Plan
 from merge_job.errors import AccessDeniedError, ExitCode, MergeStopped, PermissionDeniedError
 from merge_job.merge import DEFAULT_PACING, IndexMerge, Mode, Pacing, Step
 from merge_job.outcome import MergeOutcome, Status, log_outcome
+from merge_job.replication import MAX_VERIFYING
 from merge_job.shared_reads import UPCOMING_READ, MergeCluster, SharedReads
 
 log = structlog.get_logger(__name__)
@@ -240,12 +241,13 @@ class Scheduler:
                 self.request_stop(StopReason.DEADLINE)
             if self._stopped():
                 break
-            # A verification waiting for replicas holds a thread, not the cluster; the
-            # threads stay bounded all the same (MERGE_CONCURRENCY + 1 verifying at most).
+            # A verification (replicas copying, under segment replication) holds a thread,
+            # not the cluster: it never holds the next merge back; MAX_VERIFYING only
+            # bounds the threads.
             while (
                 pending
                 and len(running) < self.settings.concurrency
-                and len(verifying) <= self.settings.concurrency
+                and len(verifying) < MAX_VERIFYING
             ):
                 candidate = next_merge(pending, node_load(running.values()))
                 if candidate is None:

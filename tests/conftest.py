@@ -17,6 +17,7 @@ from testing.containers import remove_stale_containers, require_docker
 
 # The end-to-end cluster and the app image, one per session for every k8s module.
 from testing.k8s import app_image, k8s  # noqa: F401
+from testing.multinode import MultiNodeCluster, multinode_images, start_multinode
 from testing.node import (
     OpenSearchNode,
     opensearch_images,
@@ -126,3 +127,26 @@ def cluster(opensearch: OpenSearchNode) -> Iterator[OpenSearchNode]:
     opensearch.audit.reset()
     yield opensearch
     opensearch.audit.check()
+
+
+@pytest.fixture(scope="session", params=multinode_images(), ids=_image_id)
+def multinode(
+    request: pytest.FixtureRequest, _stale_containers_removed: None
+) -> Iterator[MultiNodeCluster]:
+    """A 3-node cluster per multi-node version for the whole session (removed even on
+    failure), with the request audit in front of node 0 (testing/multinode.py)."""
+    with start_multinode(request.param) as started:
+        yield started
+
+
+@pytest.fixture
+def three_nodes(multinode: MultiNodeCluster) -> Iterator[MultiNodeCluster]:
+    """The session's 3-node cluster, wiped of what earlier tests made and with its cluster
+    settings reset; the request audit and merge invariants are checked when the test ends."""
+    from testing.factories import wipe
+
+    wipe(multinode.client)
+    multinode.set_cluster(indices__replication__max_bytes_per_sec=None)
+    multinode.audit.reset()
+    yield multinode
+    multinode.audit.check()

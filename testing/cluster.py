@@ -1,21 +1,24 @@
-"""OpenSearch nodes for benchmarks: one node, or a 3-node cluster of three containers.
+"""OpenSearch nodes started with the docker CLI: one node, or a 3-node cluster of three
+containers. The benchmarks and the multi-node tests (tests/test_multinode.py) use these.
 
-Containers are started with the docker CLI, published on 127.0.0.1 only, labelled
-`merge-job-bench=<pid>` and removed by the context managers (even on failure).
+Containers are published on 127.0.0.1 only, carry the session's owner labels
+(testing/containers.py: a later session removes them if this one is killed) and are
+removed by the context managers, even on failure.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 import requests
 
-LABEL = "merge-job-bench"
+from testing.containers import label_args
+
 DEFAULT_SETTINGS = {
     # Benchmark disks can be nearly full; the job reads disk usage itself.
     "cluster.routing.allocation.disk.threshold_enabled": "false",
@@ -39,7 +42,7 @@ def _run_node(
     cpus: float | None = None,
 ) -> list[str]:
     """Start one node container; the loopback URLs of its published HTTP ports."""
-    argv = ["run", "-d", "--name", name, "--label", f"{LABEL}={os.getpid()}"]
+    argv = ["run", "-d", "--name", name, *label_args()]
     if cpus is not None:
         argv += ["--cpus", str(cpus)]
     argv += ["-e", f"OPENSEARCH_JAVA_OPTS=-Xms{heap} -Xmx{heap}"]
@@ -96,11 +99,43 @@ def single_node(image: str, heap: str = "1g", **settings: str) -> Iterator[str]:
         _remove(name)
 
 
+@dataclass(frozen=True)
+class ThreeNodes:
+    """A running 3-node cluster: container names and HTTP URLs, node 0 first.
+
+    Node 0 owns the network namespace (and the published ports): stopping it takes the
+    other two off the network, so `stop`/`start` are for nodes 1 and 2.
+    """
+
+    names: tuple[str, ...]
+    urls: tuple[str, ...]
+
+    def stop(self, node: int) -> None:
+        """Kill the node's process at once (SIGKILL): a node lost, not shut down."""
+        if node == 0:
+            raise ValueError("node 0 holds the cluster's network namespace")
+        _docker("kill", self.names[node])
+
+    def start(self, node: int, timeout: float = 300) -> None:
+        """Start a stopped node again (same data) and wait for the 3 nodes to be green."""
+        _docker("start", self.names[node])
+        wait_green(self.urls[0], nodes=3, timeout=timeout)
+
+
 @contextlib.contextmanager
 def three_nodes(
     image: str, heap: str = "384m", cpus: float | None = None, **settings: str
 ) -> Iterator[list[str]]:
-    """Three cluster-manager-eligible data nodes, one container each; yields their URLs.
+    """Three cluster-manager-eligible data nodes; yields their URLs (see `cluster_of_three`)."""
+    with cluster_of_three(image, heap, cpus, **settings) as started:
+        yield list(started.urls)
+
+
+@contextlib.contextmanager
+def cluster_of_three(
+    image: str, heap: str = "384m", cpus: float | None = None, **settings: str
+) -> Iterator[ThreeNodes]:
+    """Three cluster-manager-eligible data nodes, one container each.
 
     `cpus` caps each node's CPU share (`docker run --cpus`): nodes on one machine then
     merge side by side as nodes on their own machines do, instead of taking turns on
@@ -131,7 +166,7 @@ def three_nodes(
                 network = f"container:{names[0]}"
                 _run_node(image, name, heap, node, network=network, publish=(), cpus=cpus)
         wait_green(urls[0], nodes=3)
-        yield urls
+        yield ThreeNodes(tuple(names), tuple(urls))
     finally:
         _remove(*reversed(names))
 
