@@ -74,7 +74,34 @@ for build in "${builds[@]}"; do
   if [ "$engine" = opensearch-secured ]; then
     # The plugin's version is the engine's plus a fourth number; it must match exactly.
     fetch "org.opensearch.plugin:opensearch-security:$version.0" "opensearch-security-$version.0.zip"
-    cp "$cache/dist/opensearch-security-$version.0.zip" "$context/opensearch-security.zip"
+    # 3.x's plugin declares the `rule-framework` module as a plugin it extends; the
+    # integ-test distribution lacks that module (it is not on Maven Central either), and
+    # the installer refuses a plugin whose extended plugins are missing. What the module
+    # adds (workload-management rules) is not used by the tests: the descriptor here names
+    # only extended plugins the distribution has.
+    python3 - "$cache/dist/opensearch-security-$version.0.zip" "$context/opensearch-security.zip" \
+      "$context/dist" <<'PY'
+import pathlib, sys, zipfile
+source, target, dist = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
+present = {p.name for p in [*dist.glob("modules/*"), *dist.glob("plugins/*")]}
+with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zout:
+    for item in zin.infolist():
+        data = zin.read(item)
+        if item.filename == "plugin-descriptor.properties":
+            lines = []
+            for line in data.decode().splitlines():
+                if line.startswith("extended.plugins="):
+                    kept = [e for e in line.split("=", 1)[1].split(",")
+                            if e and e.split(";")[0] in present]
+                    dropped = set(line.split("=", 1)[1].split(",")) - set(kept) - {""}
+                    if dropped:
+                        print(f"[test-images] not in the distribution, dropped from the "
+                              f"plugin's extended.plugins: {sorted(dropped)}", file=sys.stderr)
+                    line = "extended.plugins=" + ",".join(kept)
+                lines.append(line)
+            data = ("\n".join(lines) + "\n").encode()
+        zout.writestr(item, data)
+PY
     cp "$repo"/tests/images/opensearch-secured/* "$context/"
   fi
 

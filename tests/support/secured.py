@@ -347,19 +347,21 @@ class SecuredNode:
         body = {"password": password, "backend_roles": backend_roles or []}
         self.api("PUT", f"/_plugins/_security/api/internalusers/{name}", body)
 
-    def logs(self) -> str:
+    def logs(self, since: str | None = None) -> str:
+        """The node's log (stdout), from `since` (an RFC 3339 time) on."""
         return subprocess.run(
-            ["docker", "logs", self.container_id],
+            ["docker", "logs", *(["--since", since] if since else []), self.container_id],
             capture_output=True,
             text=True,
             check=True,
             timeout=60,
         ).stdout
 
-    def audit_events(self, since: int = 0) -> list[AuditEvent]:
-        """The audit log's events (the log's `audit` logger lines), from event `since` on."""
+    def audit_events(self, since: str | None = None) -> list[AuditEvent]:
+        """The audit log's events (the `audit` logger's lines), from `since` on
+        (`audit_mark()`), else since the node started."""
         events = []
-        for line in self.logs().splitlines():
+        for line in self.logs(since).splitlines():
             if "][audit" not in line or "{" not in line:
                 continue
             entry = json.loads(line[line.index("{") :])
@@ -371,11 +373,13 @@ class SecuredNode:
                     raw=entry,
                 )
             )
-        return events[since:]
+        return events
 
-    def audit_mark(self) -> int:
-        """How many audit events there are so far (pass to `audit_events(since=...)`)."""
-        return len(self.audit_events())
+    @staticmethod
+    def audit_mark() -> str:
+        """Now, for `audit_events(since=...)`: the log lines are timed by the Docker engine,
+        which runs on this machine's clock."""
+        return datetime.now(UTC).isoformat()
 
 
 def _admin_session(pki: Pki) -> requests.Session:

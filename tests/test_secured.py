@@ -1,0 +1,389 @@
+"""merge-job against OpenSearch with the real security plugin: HTTPS, fine-grained access
+control, the role docs/iam.md documents, applied verbatim, and the audit log that proves it.
+
+One secured node per image for the session (tests/support/secured.py). The job runs as a
+user holding only the docs' role: by basic auth (an internal user whose backend role is
+the IAM role's ARN) and, as Amazon OpenSearch Service maps IAM, through the SigV4-verifying
+proxy that hands the verified caller to the security plugin by proxy authentication, so
+that the docs' mapping `{"backend_roles": [<role ARN>]}` is what admits it.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import iam_policy
+from tests.support.containers import require_docker
+from tests.support.factories import daily_indices, data_stream, plain_index, rollover_alias, wipe
+from tests.support.job import JobResult, run_job
+from tests.support.secured import (
+    JOB_ROLE,
+    AuditEvent,
+    Authority,
+    Pki,
+    SecuredNode,
+    admin_client,
+    documented_actions,
+    documented_mapping,
+    documented_role,
+    granted,
+    restricted_role,
+    role_permissions,
+    secured_images,
+    server_certificate,
+    start_secured,
+    stop_secured,
+    without_permission,
+)
+from tests.support.sigv4_proxy import IssuedCredentials, SigV4Proxy, UpstreamAuth
+
+pytestmark = [pytest.mark.secured, pytest.mark.integration]
+
+USER = "merge-job"
+PASSWORD = "Mj-job-Pa55word-for-tests!"  # noqa: S105 - a throwaway node's test user
+NO_ROLE_USER = "no-role"
+REGION, ACCOUNT, _DOMAIN = iam_policy.documented_domain()
+ROLE_ARN = iam_policy.documented_role_arn()
+ASSUMED_ROLE = f"arn:aws:sts::{ACCOUNT}:assumed-role/{ROLE_ARN.rsplit('/', 1)[1]}/merge-job"
+CREDENTIALS = IssuedCredentials(
+    access_key="ASIAMERGEJOBSECURED1",
+    secret_key="secured-test-secret-key",  # noqa: S106 - a test STS's session
+    session_token="secured-test-session-token",  # noqa: S106
+    expiration=None,
+    issued_at=datetime.now(UTC),
+)
+# Indices named by day, so age comes from the name.
+BY_NAME = {"MERGE_NAME_DATE_FORMAT": "%Y.%m.%d", "MERGE_MIN_AGE": "1d"}
+# The environment variables requests reads its CA from; this machine (and many images) set
+# them. Every run starts without them; the precedence tests set them on purpose.
+ENV_CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+@pytest.fixture(scope="session")
+def pki() -> Iterator[Pki]:
+    with tempfile.TemporaryDirectory(prefix="merge-job-secured-") as directory:
+        yield Pki.create(Path(directory))
+
+
+@pytest.fixture(scope="session", params=secured_images(), ids=lambda image: image.rsplit(":")[-1])
+def secured(request: pytest.FixtureRequest, pki: Pki) -> Iterator[SecuredNode]:
+    """The session's secured node for one image, set up as an FGAC domain would be: the
+    demo's `own_index` mapping to every user removed, the docs' role and mapping applied
+    verbatim, a job user whose backend role is the IAM role, and a user with no role."""
+    require_docker()
+    node = start_secured(request.param, pki)
+    try:
+        node.api("DELETE", "/_plugins/_security/api/rolesmapping/own_index")
+        node.put_role(JOB_ROLE, documented_role())
+        node.map_role(JOB_ROLE, documented_mapping())
+        node.put_user(USER, PASSWORD, [ROLE_ARN])
+        node.put_user(NO_ROLE_USER, PASSWORD)
+        yield node
+    finally:
+        stop_secured(node.container_id)
+
+
+@pytest.fixture
+def node(secured: SecuredNode) -> Iterator[SecuredNode]:
+    """The secured node with the docs' role in place and no test index left."""
+    wipe(admin_client(secured))
+    secured.put_role(JOB_ROLE, documented_role())
+    yield secured
+    secured.put_role(JOB_ROLE, documented_role())
+
+
+def job_settings(node: SecuredNode, **settings: str) -> dict[str, str]:
+    return {
+        "MERGE_AUTH": "basic",
+        "MERGE_BASIC_AUTH_USER": USER,
+        "MERGE_BASIC_AUTH_PASSWORD": PASSWORD,
+        "MERGE_CA_BUNDLE": str(node.pki.ca_bundle),
+        **settings,
+    }
+
+
+def run(endpoint: str, *args: str, env: dict[str, str] | None = None, **settings: str) -> JobResult:
+    """`merge-job <args>` with `settings`; the CA variables of requests are unset unless
+    `env` sets them."""
+    saved = {name: os.environ.pop(name) for name in ENV_CA_VARIABLES if name in os.environ}
+    try:
+        return run_job(endpoint, *args, extra_env=env or {}, **settings)
+    finally:
+        os.environ.update(saved)
+
+
+def error_text(result: JobResult) -> str:
+    """Everything the run said at error level (what a user reads when it fails)."""
+    return "\n".join(
+        " ".join(str(v) for k, v in event.items() if k not in {"timestamp", "logger"})
+        for event in result.events
+        if event.get("level") == "error"
+    )
+
+
+def job_users() -> set[str]:
+    return {USER, ASSUMED_ROLE}
+
+
+# -- the docs' role admits the job: both merge modes, every kind of index --------------
+
+
+def test_blocking_merges_over_https_with_the_documented_role(node: SecuredNode) -> None:
+    """Small indices (blocking force-merge), a rollover alias's history, concurrency 2."""
+    client = admin_client(node)
+    old = daily_indices(client, "logs", days=2, segments=3)
+    alias = rollover_alias(client, "app", generations=2, segments=3)
+
+    result = run(
+        node.url,
+        "run",
+        env={"MERGE_MIN_AGE": "0s"},
+        **job_settings(node, MERGE_INDEX_PATTERNS="logs-*,app-*", MERGE_CONCURRENCY="2"),
+    )
+    assert result.exit_code == 0, result.stderr
+    assert result.merged() == {*old, *alias.indices} - {alias.write_index}
+    assert {e["mode"] for e in result.named("merge_started")} == {"blocking"}
+
+
+def test_task_merges_of_data_streams_through_the_sigv4_proxy(node: SecuredNode) -> None:
+    """IAM as AWS maps it: the proxy verifies the signature and the docs' identity policy,
+    then passes the caller on as its assumed role with the role ARN as backend role; the
+    docs' mapping admits it. Task-based merges, a data stream's backing indices."""
+    client = admin_client(node)
+    stream = data_stream(client, "logs-app", generations=3, segments=3)
+    daily = daily_indices(client, "logs-web", days=2, segments=3)
+    with tempfile.TemporaryDirectory() as directory:
+        cert, key = server_certificate(node.pki.authority, Path(directory))
+        endpoint = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        endpoint.load_cert_chain(cert, key)
+        upstream = ssl.create_default_context(cafile=str(node.pki.ca_bundle))
+        region, account, domain = iam_policy.documented_domain()
+        with SigV4Proxy(
+            node.url,
+            lambda key: CREDENTIALS if key == CREDENTIALS.access_key else None,
+            region=REGION,
+            ssl_context=endpoint,
+            authorize=iam_policy.DomainAuthorizer(
+                iam_policy.identity_policy(), region, account, domain
+            ),
+            upstream_auth=UpstreamAuth(user=ASSUMED_ROLE, roles=ROLE_ARN, ssl_context=upstream),
+        ) as proxy:
+            result = run(
+                proxy.url.replace("127.0.0.1", "localhost"),
+                "run",
+                MERGE_AUTH="sigv4",
+                AWS_REGION=REGION,
+                AWS_ACCESS_KEY_ID=CREDENTIALS.access_key,
+                AWS_SECRET_ACCESS_KEY=CREDENTIALS.secret_key,
+                AWS_SESSION_TOKEN=CREDENTIALS.session_token or "",
+                MERGE_CA_BUNDLE=str(node.pki.ca_bundle),
+                MERGE_INDEX_PATTERNS="logs-*",
+                MERGE_SMALL_INDEX_SIZE="0",
+                MERGE_CONCURRENCY="2",
+                MERGE_MIN_AGE="0s",
+            )
+            assert proxy.rejected() == []
+    assert result.exit_code == 0, result.stderr
+    assert result.merged() == {*stream.backing_indices, *daily} - {stream.write_index}
+    assert {e["mode"] for e in result.named("merge_started")} == {"task"}
+    users = {e.user for e in node.audit_events() if e.category == "GRANTED_PRIVILEGES"}
+    assert ASSUMED_ROLE in users
+
+
+def test_the_restricted_variant_merges_its_patterns_and_nothing_else(node: SecuredNode) -> None:
+    client = admin_client(node)
+    logs = daily_indices(client, "logs", days=1, segments=3)
+    other = plain_index(client, "other-1", segments=3)
+    node.put_role(JOB_ROLE, restricted_role())
+
+    allowed = run(node.url, "run", env=BY_NAME, **job_settings(node, MERGE_INDEX_PATTERNS="logs-*"))
+    assert allowed.exit_code == 0, allowed.stderr
+    assert allowed.merged() == set(logs)
+
+    mark = node.audit_mark()
+    refused = run(
+        node.url, "run", env={"MERGE_MIN_AGE": "0s"}, **job_settings(node, MERGE_INDEX_PATTERNS=other)
+    )
+    assert refused.exit_code != 0, refused.stderr
+    assert "indices:admin/forcemerge" in error_text(refused)
+    denied = [e for e in node.audit_events(mark) if e.category == "MISSING_PRIVILEGES"]
+    assert {e.privilege for e in denied} == {"indices:admin/forcemerge"}
+
+
+# -- each permission is needed, and its absence is explained ----------------------------
+
+
+def role_variants() -> list[tuple[str, dict[str, Any], str]]:
+    """(id, role, the action the cluster refuses): the docs' role minus each permission,
+    and with `indices:admin/refresh` in place of `indices:admin/refresh*` (the shard-level
+    refresh is then refused)."""
+    role = documented_role()
+    variants = []
+    for permission in role_permissions(role):
+        refused = permission.rstrip("*")
+        variants.append((permission, without_permission(role, permission), refused))
+    exact_refresh = without_permission(role, "indices:admin/refresh*")
+    exact_refresh["index_permissions"][0]["allowed_actions"].append("indices:admin/refresh")
+    variants.append(("refresh-without-shards", exact_refresh, "indices:admin/refresh[s]"))
+    return variants
+
+
+@pytest.mark.parametrize(
+    ("role", "refused_action"),
+    [pytest.param(role, action, id=name) for name, role, action in role_variants()],
+)
+def test_a_role_missing_one_permission_fails_naming_it(
+    node: SecuredNode, role: dict[str, Any], refused_action: str
+) -> None:
+    client = admin_client(node)
+    indices = daily_indices(client, "logs", days=2, segments=2)
+    node.put_role(JOB_ROLE, role)
+    mark = node.audit_mark()
+
+    result = run(
+        node.url,
+        "run",
+        env=BY_NAME,
+        # Task mode, so that polling the task (cluster:monitor/task/get) is part of the run.
+        **job_settings(node, MERGE_INDEX_PATTERNS="logs-*", MERGE_SMALL_INDEX_SIZE="0"),
+    )
+
+    assert result.exit_code != 0, result.stderr
+    events = node.audit_events(mark)
+    denied = [e for e in events if e.category == "MISSING_PRIVILEGES" and e.user == USER]
+    assert denied, "the cluster refused nothing"
+    assert denied[0].privilege == refused_action
+    message = error_text(result)
+    assert refused_action in message, message
+    assert "docs/iam.md" in message, message
+    assert "password" not in message.lower(), message
+    # Nothing that changes an index after the refusal: no further force-merge.
+    after = events[events.index(denied[0]) + 1 :]
+    assert [e for e in after if e.user == USER and e.privilege == "indices:admin/forcemerge"] == []
+    merged_before_refusal = {
+        e.raw.get("audit_trace_indices", [None])[0]
+        for e in events[: events.index(denied[0])]
+        if e.category == "GRANTED_PRIVILEGES" and e.privilege == "indices:admin/forcemerge"
+    }
+    assert len(merged_before_refusal) <= 1 < len(indices)
+
+
+# -- TLS -----------------------------------------------------------------------------
+
+
+def test_a_ca_bundle_that_did_not_sign_the_node_is_refused(node: SecuredNode) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        other = Authority.create("another CA").write(Path(directory) / "other.pem")
+        result = run(node.url, "plan", **job_settings(node, MERGE_CA_BUNDLE=str(other)))
+    assert result.exit_code == 3, result.stderr
+    assert "MERGE_CA_BUNDLE" in result.error
+    assert "CERTIFICATE_VERIFY_FAILED" in result.error
+
+
+def test_a_host_name_the_certificate_does_not_hold_is_refused(node: SecuredNode) -> None:
+    result = run(node.ip_url, "plan", **job_settings(node))
+    assert result.exit_code == 3, result.stderr
+    assert "127.0.0.1" in result.error
+    assert "MERGE_VERIFY_TLS" in result.error or "ES_DOMAIN_ENDPOINT" in result.error
+
+
+def test_verification_off_reaches_the_node_and_warns(node: SecuredNode) -> None:
+    result = run(node.ip_url, "plan", **job_settings(node, MERGE_VERIFY_TLS="false"))
+    assert result.exit_code == 0, result.stderr
+    assert result.named("tls_verification_disabled")
+
+
+def test_an_expired_certificate_is_refused(node: SecuredNode) -> None:
+    """The endpoint presents a certificate of the right CA whose validity has ended."""
+    with tempfile.TemporaryDirectory() as directory:
+        cert, key = server_certificate(node.pki.authority, Path(directory), expired=True)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        with SigV4Proxy(None, lambda key: None, region=REGION, ssl_context=context) as expired:
+            result = run(expired.url, "plan", **job_settings(node))
+            assert expired.snapshot() == []  # the handshake failed: no request was read
+    assert result.exit_code == 3, result.stderr
+    assert "expired" in result.error
+    assert "MERGE_CA_BUNDLE" in result.error or "MERGE_VERIFY_TLS" in result.error
+
+
+@pytest.mark.parametrize("variable", ENV_CA_VARIABLES)
+def test_the_ca_bundle_setting_wins_over_the_environment(
+    node: SecuredNode, variable: str
+) -> None:
+    """MERGE_CA_BUNDLE is used even when requests' own variable names another bundle; and
+    a wrong MERGE_CA_BUNDLE is not rescued by a right one in the environment."""
+    with tempfile.TemporaryDirectory() as directory:
+        other = str(Authority.create("another CA").write(Path(directory) / "other.pem"))
+        right = run(node.url, "plan", env={variable: other}, **job_settings(node))
+        wrong = run(
+            node.url,
+            "plan",
+            env={variable: str(node.pki.ca_bundle)},
+            **job_settings(node, MERGE_CA_BUNDLE=other),
+        )
+    assert right.exit_code == 0, right.stderr
+    assert wrong.exit_code == 3, wrong.stderr
+    assert "MERGE_CA_BUNDLE" in wrong.error
+
+
+# -- basic auth ----------------------------------------------------------------------
+
+
+def test_a_wrong_password_is_reported_as_refused_credentials(node: SecuredNode) -> None:
+    result = run(node.url, "plan", **job_settings(node, MERGE_BASIC_AUTH_PASSWORD="wrong"))
+    assert result.exit_code == 3, result.stderr
+    assert "401" in result.error
+    assert "MERGE_BASIC_AUTH_PASSWORD" in result.error
+
+
+def test_an_unknown_user_is_reported_as_refused_credentials(node: SecuredNode) -> None:
+    result = run(node.url, "plan", **job_settings(node, MERGE_BASIC_AUTH_USER="nobody"))
+    assert result.exit_code == 3, result.stderr
+    assert "401" in result.error
+    assert "MERGE_BASIC_AUTH_USER" in result.error
+
+
+def test_a_user_without_the_role_is_told_which_permission_is_missing(node: SecuredNode) -> None:
+    result = run(node.url, "plan", **job_settings(node, MERGE_BASIC_AUTH_USER=NO_ROLE_USER))
+    assert result.exit_code == 3, result.stderr
+    message = error_text(result)
+    assert "cluster:monitor/main" in message, message
+    assert "docs/iam.md" in message, message
+    assert "password" not in message.lower(), message
+
+
+# -- the docs are the permissions actually used ---------------------------------------
+
+
+def test_the_actions_granted_to_the_job_are_the_documented_table(node: SecuredNode) -> None:
+    """Over the node's whole life (every scenario above that ran on it, plus one run in
+    each merge mode here), the audit log's granted actions of the job's users are exactly
+    the actions docs/iam.md's table lists."""
+    client = admin_client(node)
+    daily_indices(client, "logs", days=2, segments=2)
+    for small_index_size in ("0", "16mb"):
+        result = run(
+            node.url,
+            "run",
+            env={"MERGE_MIN_AGE": "0s"},
+            **job_settings(
+                node, MERGE_INDEX_PATTERNS="logs-*", MERGE_SMALL_INDEX_SIZE=small_index_size
+            ),
+        )
+        assert result.exit_code == 0, result.stderr
+        # Merged indices are not merged again: new segments for the second mode.
+        wipe(client)
+        daily_indices(client, "logs", days=2, segments=2)
+    events: list[AuditEvent] = node.audit_events()
+    measured = granted(events, job_users())
+    print(f"\n{node.image}: actions granted to the job: {sorted(measured)}")
+    assert measured == documented_actions()
