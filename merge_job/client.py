@@ -8,6 +8,7 @@ retried only on 429, which means the cluster rejected it without starting anythi
 
 from __future__ import annotations
 
+import os
 import time
 import urllib.parse
 import warnings
@@ -16,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import opensearchpy
+import requests
 import structlog
 import urllib3
 from opensearchpy import OpenSearch, RequestsHttpConnection
@@ -29,7 +31,14 @@ from tenacity import (
 )
 
 from merge_job.config import Settings
-from merge_job.errors import CredentialsRefusedError, refused_message, service_message
+from merge_job.errors import (
+    CredentialsRefusedError,
+    PermissionDeniedError,
+    permission_message,
+    refused_action,
+    refused_message,
+    service_message,
+)
 from merge_job.snapshot import (
     ALL_INDICES_READS,
     INDEX_STATS_PARAMS,
@@ -71,8 +80,50 @@ def _parse_retry_after(value: str | None) -> float | None:
         return None  # an HTTP date: rare from OpenSearch, fall back to backoff
 
 
+class _ExplicitVerifySession(requests.Session):
+    """A session whose own `verify` is final when the job was told how to verify.
+
+    requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace a session's CA bundle, and
+    even turn verification back on after `verify=False`. Corporate images often set those
+    variables, and then MERGE_CA_BUNDLE (or MERGE_VERIFY_TLS=false) would be silently
+    ignored. Precedence: MERGE_CA_BUNDLE / MERGE_VERIFY_TLS, then REQUESTS_CA_BUNDLE, then
+    CURL_CA_BUNDLE, then the bundled CAs. Proxies and the rest of the environment still
+    apply.
+    """
+
+    def merge_environment_settings(  # type: ignore[override]
+        self, url: str | None, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        return super().merge_environment_settings(url, proxies, stream, self.verify, cert)
+
+
+def ca_source(settings: Settings) -> str:
+    """Which certificates verify the server, in the order the client applies them.
+
+    Reads the environment as requests does: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE apply
+    when MERGE_CA_BUNDLE is not set."""
+    environ = os.environ
+    if not settings.verify_tls:
+        return "MERGE_VERIFY_TLS=false: the server certificate is not checked"
+    if settings.ca_bundle:
+        return f"verified against MERGE_CA_BUNDLE={settings.ca_bundle}"
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        if environ.get(variable):
+            return (
+                f"verified against {variable}={environ[variable]} from the environment "
+                "(MERGE_CA_BUNDLE takes precedence when set)"
+            )
+    return "verified against the bundled public CAs (set MERGE_CA_BUNDLE for a private CA)"
+
+
 class _Connection(RequestsHttpConnection):
     """Turns retryable HTTP statuses into RetryableStatusError carrying Retry-After."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if kwargs.get("ca_certs") or not kwargs.get("verify_certs", True):
+            # Same state, one method more (the parent builds its own requests.Session).
+            self.session.__class__ = _ExplicitVerifySession
 
     def perform_request(  # type: ignore[override]
         self,
@@ -216,8 +267,9 @@ class ClusterClient:
     ) -> Any:
         """One request with bounded retries where `retry_on` allows them.
 
-        Raises CredentialsRefusedError (exit 3) on 401/403, wherever in the run it comes:
-        refused credentials do not get better by polling; other opensearchpy errors as is.
+        Raises PermissionDeniedError (exit 3) on a 403 that names the refused action, else
+        CredentialsRefusedError (exit 3) on 401/403, wherever in the run it comes: neither
+        gets better by polling; other opensearchpy errors as is.
         """
         try:
             return self._retrying(retry_on)(
@@ -228,10 +280,17 @@ class ClusterClient:
                 # 403 from an index block, not from our credentials: the caller reports
                 # the index as failed with the server's reason; the run goes on.
                 raise
+            said = service_message(err.info)
+            refused = refused_action(said) if err.status_code == 403 else None
+            if refused is not None:
+                # Our identity was accepted; the role lacks one permission, and the server
+                # named it. Telling the user to check a password here would send them the
+                # wrong way.
+                raise PermissionDeniedError(
+                    permission_message(self.endpoint, refused, said), refused.action
+                ) from None
             raise CredentialsRefusedError(
-                refused_message(
-                    self.endpoint, err.status_code, service_message(err.info), sigv4=self.sigv4
-                )
+                refused_message(self.endpoint, err.status_code, said, sigv4=self.sigv4)
             ) from None
 
     def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:

@@ -534,7 +534,7 @@ OPTIONS: tuple[Option, ...] = (
         _readable_file,
         "CA bundle to verify the endpoint's TLS certificate",
         "path to a readable PEM file",
-        default_label="system CAs",
+        default_label="REQUESTS_CA_BUNDLE, else CURL_CA_BUNDLE, else the bundled CAs",
     ),
     Option(
         "verify_tls",
@@ -818,6 +818,12 @@ def parse_settings(argv: Sequence[str] | None, env: Mapping[str, str] | None = N
     if auth is not AuthMode.BASIC:
         values["basic_auth_password"] = None  # never carried around when unused
 
+    if values["ca_bundle"] and not values["verify_tls"]:
+        raise ConfigError(
+            "MERGE_CA_BUNDLE / --ca-bundle and MERGE_VERIFY_TLS=false / --no-verify-tls "
+            "contradict each other: expected either a CA bundle (verification on, against "
+            "that CA) or verification off, not both"
+        )
     if values["metrics_cluster"] is None:
         values["metrics_cluster"] = host
     for key in ("index_patterns", "exclude_patterns"):

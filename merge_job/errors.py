@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from enum import IntEnum
 
 
@@ -37,8 +39,78 @@ class CredentialsError(UnreachableError):
     """No AWS credentials could be found for SigV4 signing."""
 
 
-class CredentialsRefusedError(UnreachableError):
-    """The cluster answered 401/403: signature, region, clock or permissions are wrong."""
+class AccessDeniedError(UnreachableError):
+    """The cluster answered 401/403: no new merge starts, the run ends with exit 3."""
+
+
+class CredentialsRefusedError(AccessDeniedError):
+    """401/403 without a named action: signature, region, clock or credentials are wrong."""
+
+
+class PermissionDeniedError(AccessDeniedError):
+    """403 naming the action the caller's role lacks: the credentials were accepted."""
+
+    def __init__(self, message: str, action: str) -> None:
+        super().__init__(message)
+        self.action = action
+
+
+@dataclass(frozen=True)
+class RefusedAction:
+    """What a 403 says was refused: the action (permission) and, where named, the caller."""
+
+    action: str
+    user: str
+
+
+# How each service names the permission it refused in a 403:
+# - OpenSearch security plugin:
+#   "no permissions for [indices:admin/refresh[s]] and User [name=merge, backend_roles=[]...]"
+# - Elasticsearch security:
+#   "action [indices:admin/forcemerge] is unauthorized for user [merge] with roles [...]"
+# - AWS IAM (the domain access policy or the role's identity policy):
+#   "User: arn:aws:sts::1:assumed-role/r/s is not authorized to perform: es:ESHttpPost ..."
+# An IAM answer for `User: anonymous` means the request was not signed at all: that is a
+# credentials problem, not a missing permission, and is left to refused_message.
+_REFUSED_ACTION_PATTERNS = (
+    re.compile(r"no permissions for \[(?P<action>.+?)\] and User \[name=(?P<user>[^,\]]*)"),
+    re.compile(
+        r"action \[(?P<action>[^\]]+)\] is unauthorized"
+        r" for (?:user|API key id) \[(?P<user>[^\]]*)\]"
+    ),
+    re.compile(
+        r"User: (?P<user>(?!anonymous\b)\S+)"
+        r" is not authorized to perform: (?P<action>[\w:*/.-]+)"
+    ),
+)
+
+
+def refused_action(service_message: str) -> RefusedAction | None:
+    """The permission a 403's message names as refused, or None when it names none."""
+    for pattern in _REFUSED_ACTION_PATTERNS:
+        match = pattern.search(service_message)
+        if match:
+            return RefusedAction(action=match["action"], user=match["user"])
+    return None
+
+
+def permission_message(endpoint: str, refused: RefusedAction, service_message: str) -> str:
+    """What to do when the cluster accepted our identity but refused one action."""
+    if refused.action.startswith("es:"):
+        where = (
+            f"the IAM policy of the job's role (or the domain access policy) does not allow "
+            f"{refused.action} on this path: grant it as docs/iam.md lists"
+        )
+    else:
+        where = (
+            f"the OpenSearch role mapped to the job lacks {refused.action}: give the role "
+            f"every permission docs/iam.md lists (fine-grained access control role)"
+        )
+    caller = f" to {refused.user}" if refused.user else ""
+    return (
+        f"{endpoint} refused the action {refused.action}{caller} (HTTP 403: {service_message}); "
+        f"the credentials were accepted, a permission is missing: {where}"
+    )
 
 
 def refused_message(endpoint: str, status: object, service_message: object, sigv4: bool) -> str:

@@ -32,7 +32,7 @@ import opensearchpy
 import structlog
 
 from merge_job.config import Settings
-from merge_job.errors import CredentialsRefusedError, ExitCode
+from merge_job.errors import AccessDeniedError, ExitCode, PermissionDeniedError
 from merge_job.merge import (
     DEFAULT_PACING,
     UPCOMING_READ,
@@ -74,6 +74,11 @@ class StopReason(enum.StrEnum):
     SIGTERM = "sigterm"
     HEALTH = "health_gate"
     CREDENTIALS_REFUSED = "credentials_refused"
+    PERMISSION_DENIED = "permission_denied"
+
+
+# Stops that mean the cluster turned the job away: exit 3 when they leave work undone.
+REFUSED_STOPS = (StopReason.HEALTH, StopReason.CREDENTIALS_REFUSED, StopReason.PERMISSION_DENIED)
 
 
 @dataclass
@@ -88,11 +93,15 @@ class RunResult:
 
     @property
     def exit_code(self) -> ExitCode:
-        """1 if any merge failed or timed out; else 3 (health gate) or 4 with work left."""
+        """3 when the cluster refused our credentials or a permission; else 1 if any merge
+        failed or timed out; else 3 (health gate) or 4 with work left."""
+        if self.stop_reason in (StopReason.CREDENTIALS_REFUSED, StopReason.PERMISSION_DENIED):
+            # The run was cut short and the fix is access, whatever else happened.
+            return ExitCode.UNREACHABLE
         if self.count(Status.FAILED, Status.TIMED_OUT):
             return ExitCode.MERGE_FAILED
         work_left = bool(self.not_started or self.still_running)
-        if self.stop_reason in (StopReason.HEALTH, StopReason.CREDENTIALS_REFUSED) and work_left:
+        if self.stop_reason in REFUSED_STOPS and work_left:
             return ExitCode.UNREACHABLE
         if self.stop_reason is not None and work_left:
             return ExitCode.INTERRUPTED
@@ -272,7 +281,12 @@ class Scheduler:
             except queue.Empty:
                 break
         # A merge still being verified has no outcome yet: reported as still running too.
-        still_running = {index: merge.task_id for index, merge in {**running, **verifying}.items()}
+        # One whose force-merge was never sent (stopped while checking) is not started.
+        left = {**running, **verifying}
+        not_sent = [index for index, merge in left.items() if not merge.forcemerge_sent]
+        still_running = {
+            index: merge.task_id for index, merge in left.items() if merge.forcemerge_sent
+        }
         for index, task_id in still_running.items():
             log.warning(
                 "merge_left_running",
@@ -282,7 +296,7 @@ class Scheduler:
             )
         return RunResult(
             outcomes=outcomes,
-            not_started=[p.index for p in pending],
+            not_started=[*not_sent, *(p.index for p in pending)],
             still_running=still_running,
             stop_reason=self.stop_reason,
         )
@@ -343,13 +357,30 @@ class Scheduler:
         except MergeStopped:
             finished.put(_Finished(merge, None))
             return
-        except CredentialsRefusedError as err:
-            # Polling cannot fix refused credentials: stop starting merges, report this one
-            # as left running (it may well be merging server-side) and end with exit 3.
-            log.error("credentials_refused", index=merge.index, error=str(err))
-            self.request_stop(StopReason.CREDENTIALS_REFUSED)
-            finished.put(_Finished(merge, None))
-            return
+        except AccessDeniedError as err:
+            # Polling cannot fix refused credentials or a missing permission: stop starting
+            # merges, report this one as left running if its force-merge was sent (it may
+            # well be merging server-side), else as not started, and end with exit 3.
+            if isinstance(err, PermissionDeniedError):
+                log.error(
+                    "permission_denied",
+                    index=merge.index,
+                    action=err.action,
+                    step=merge.step.value,
+                    error=str(err),
+                )
+                self.request_stop(StopReason.PERMISSION_DENIED)
+            else:
+                log.error("credentials_refused", index=merge.index, error=str(err))
+                self.request_stop(StopReason.CREDENTIALS_REFUSED)
+            if merge.step is not Step.VERIFY:
+                finished.put(_Finished(merge, None))
+                return
+            # The cluster finished the merge; only its check was refused. Say exactly that
+            # rather than list it as running: the next run sees the segments it left.
+            outcome = merge.outcome
+            outcome.status = Status.FAILED
+            outcome.detail = f"the force-merge finished but could not be verified: {err}"
         except Exception as err:  # a bug or an unexpected API answer fails this index only
             log.exception("merge_error", index=merge.index)
             outcome = MergeOutcome(merge.index, Status.FAILED, detail=f"unexpected error: {err}")

@@ -12,7 +12,7 @@ import opensearchpy
 import structlog
 
 from merge_job.auth import build_auth
-from merge_job.client import ClusterClient, build_client
+from merge_job.client import ClusterClient, build_client, ca_source
 from merge_job.config import AuthMode, Settings
 from merge_job.engines import require_supported, unsupported_reason
 from merge_job.errors import ExitCode, UnreachableError
@@ -40,8 +40,8 @@ def read_plan(cluster: ClusterClient, settings: Settings, now: dt.datetime) -> P
         snapshot = cluster.snapshot()
     except opensearchpy.SSLError as err:
         raise UnreachableError(
-            f"TLS failure talking to {settings.endpoint}: {err}; check MERGE_CA_BUNDLE "
-            "(or MERGE_VERIFY_TLS)"
+            f"TLS failure talking to {settings.endpoint}: {err}; "
+            f"{ca_source(settings)}; check MERGE_CA_BUNDLE (or MERGE_VERIFY_TLS)"
         ) from None
     except opensearchpy.ConnectionError as err:
         raise UnreachableError(f"cannot reach {settings.endpoint}: {err}") from None

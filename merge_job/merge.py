@@ -50,6 +50,7 @@ import structlog
 
 from merge_job.client import IndexClosedError, IndexGoneError, RetryableStatusError
 from merge_job.config import Settings
+from merge_job.errors import AccessDeniedError
 from merge_job.plan import IndexPlan, SkipReason, matches
 from merge_job.snapshot import STARTED, ShardCopy, TaskStatus, shard_failures
 
@@ -268,6 +269,9 @@ class IndexMerge:
         self.step = Step.CHECK
         self.attempt = 1
         self.task_id: str | None = None
+        # Set just before the first force-merge request goes out: from then on the cluster
+        # may be merging, and a stopped run reports the index as still running.
+        self.forcemerge_sent = False
         self.timeout_at = 0.0
         self.outcome = MergeOutcome(self.index, Status.FAILED)
         # Pace of the current POLL or WATCH, reset when either is entered.
@@ -277,7 +281,7 @@ class IndexMerge:
     # -- the loop -------------------------------------------------------------
 
     def run(self) -> MergeOutcome:
-        """Advance until done. Raises MergeStopped (left running) or CredentialsRefusedError."""
+        """Advance until done. Raises MergeStopped (left running) or AccessDeniedError."""
         while self.step is not Step.DONE:
             self.advance()
         return self.outcome
@@ -417,13 +421,22 @@ class IndexMerge:
         )
         self._go(Step.SUBMIT)
 
+    def _post_forcemerge(self, params: Mapping[str, str], timeout_s: float | None = None) -> Any:
+        """Send the force-merge; from then on the cluster may be merging this index.
+
+        A refused request (401/403) started nothing, so it does not count as sent."""
+        self.reads.posting()
+        sent_before, self.forcemerge_sent = self.forcemerge_sent, True
+        try:
+            return self.cluster.forcemerge(self.index, params, timeout_s=timeout_s)
+        except AccessDeniedError:
+            self.forcemerge_sent = sent_before
+            raise
+
     def _submit_task(self) -> None:
         """POST the force-merge as a task, then poll it."""
-        self.reads.posting()
         try:
-            response = self.cluster.forcemerge(
-                self.index, {**self._params(), "wait_for_completion": "false"}
-            )
+            response = self._post_forcemerge({**self._params(), "wait_for_completion": "false"})
         except opensearchpy.NotFoundError:
             self._finish(Status.GONE, "index deleted before the merge started")
             return
@@ -458,11 +471,8 @@ class IndexMerge:
         timeout_s = max(1.0, self.timeout_at - self.clock())
         if self.small:
             timeout_s = min(timeout_s, self.settings.request_timeout.total_seconds())
-        self.reads.posting()
         try:
-            response: Mapping[str, Any] = self.cluster.forcemerge(
-                self.index, self._params(), timeout_s=timeout_s
-            )
+            response: Mapping[str, Any] = self._post_forcemerge(self._params(), timeout_s)
         except opensearchpy.NotFoundError:
             self._finish(Status.GONE, "index deleted before the merge ended")
             return

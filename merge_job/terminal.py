@@ -456,7 +456,13 @@ class RunView:
                 self.console.print(self._totals(state.plan, state, summary))
         words = EXIT_MEANINGS.get(exit_code, "unknown exit code")
         reason = (summary or {}).get("reason")
-        if reason in ("deadline", "sigterm", "health_gate", "credentials_refused"):
+        if reason in (
+            "deadline",
+            "sigterm",
+            "health_gate",
+            "credentials_refused",
+            "permission_denied",
+        ):
             words += f" (reason: {reason})"
         self.console.print(Text(f"exit {exit_code}: {words}", style="bold"))
 

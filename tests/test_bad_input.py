@@ -239,6 +239,21 @@ def test_basic_auth_without_password_exits_2(listener: RecordingProxy) -> None:
     assert listener.connections == 0
 
 
+def test_a_ca_bundle_with_verification_off_exits_2(listener: RecordingProxy) -> None:
+    code, events = _run_main(
+        ["plan"],
+        {
+            "ES_DOMAIN_ENDPOINT": listener.url,
+            "MERGE_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+            "MERGE_VERIFY_TLS": "false",
+        },
+    )
+    assert code == 2
+    [error] = [e for e in events if e.get("event") == "config_error"]
+    assert "MERGE_CA_BUNDLE" in str(error["error"]) and "MERGE_VERIFY_TLS" in str(error["error"])
+    assert listener.connections == 0
+
+
 # -- odd index names -------------------------------------------------------------------
 
 # What OpenSearch allows in an index name: lowercase, no \ / * ? " < > | space , #, not

@@ -21,7 +21,6 @@ the CronJob is suspended so that no scheduled run interferes.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -304,13 +303,13 @@ def test_an_identity_policy_without_forcemerge_stops_the_run_with_exit_3(irsa: I
     finally:
         irsa.authorizer.policy = identity_policy()
 
-    # docs/contract.md: a 401/403 during the run starts no new merge; exit 3,
-    # reason credentials_refused.
+    # docs/contract.md: a 403 naming the missing permission starts no new merge; exit 3,
+    # reason permission_denied, the action named and the docs pointed to.
     assert run.exit_code == 3
-    assert run.summary["reason"] == "credentials_refused"
-    refused = [e for e in run.events if "es:ESHttpPost" in json.dumps(e)]
-    assert refused, "no log line names the refused permission"
-    assert "the IAM role's es:ESHttp* permissions" in json.dumps(refused)
+    assert run.summary["reason"] == "permission_denied"
+    refused = [e for e in run.events if e.get("event") == "permission_denied"]
+    assert [e["action"] for e in refused] == ["es:ESHttpPost"]
+    assert "docs/iam.md" in refused[0]["error"]
     requests = irsa.proxy.snapshot()[requests_before:]
     assert [(r.method, r.path) for r in requests if not r.verified] == [
         ("POST", f"/{index}/_forcemerge")

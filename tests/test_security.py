@@ -484,3 +484,49 @@ def test_turning_verification_off_warns_on_every_run(
         assert warning["level"] == "warning"
         # No library warning spam on top of the one clear line.
         assert "InsecureRequestWarning" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "ca_variable", "environment_bundle"),
+    [
+        # MERGE_CA_BUNDLE wins over both variables requests would otherwise let win.
+        ({"MERGE_CA_BUNDLE": "ca"}, "REQUESTS_CA_BUNDLE", "other"),
+        ({"MERGE_CA_BUNDLE": "ca"}, "CURL_CA_BUNDLE", "other"),
+        # Verification turned off stays off, whatever bundle the image points at.
+        ({"MERGE_VERIFY_TLS": "false"}, "REQUESTS_CA_BUNDLE", "other"),
+        # Without MERGE_CA_BUNDLE the environment's bundle is honoured (documented order).
+        ({}, "REQUESTS_CA_BUNDLE", "ca"),
+        ({}, "CURL_CA_BUNDLE", "ca"),
+    ],
+)
+def test_ca_bundle_precedence_over_the_environment(
+    sts: IrsaSts,
+    pod: PodEnvironment,
+    ca: CertificateAuthority,
+    tmp_path: Path,
+    settings: dict[str, str],
+    ca_variable: str,
+    environment_bundle: str,
+) -> None:
+    other = CertificateAuthority.create(tmp_path / "other", name="some other CA")
+    bundles = {"ca": str(ca.bundle), "other": str(other.bundle)}
+    job_settings = {name: bundles.get(value, value) for name, value in settings.items()}
+    job_settings[ca_variable] = bundles[environment_bundle]
+    with tls_proxy(None, sts, ca, tmp_path) as endpoint:
+        result = pod.run_job(endpoint.url, "plan", aws=pod.irsa(sts), **job_settings)
+    # The handshake succeeded: the proxy received (and verified) the job's first request.
+    assert endpoint.snapshot(), result.stderr[-3000:]
+    assert "certificate verify failed" not in result.stderr.lower()
+
+
+def test_a_wrong_environment_bundle_is_named_when_merge_ca_bundle_is_unset(
+    sts: IrsaSts, pod: PodEnvironment, ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    other = CertificateAuthority.create(tmp_path / "other", name="some other CA")
+    with tls_proxy(None, sts, ca, tmp_path) as endpoint:
+        result = pod.run_job(
+            endpoint.url, "plan", aws=pod.irsa(sts), REQUESTS_CA_BUNDLE=str(other.bundle)
+        )
+    message = assert_clean_exit_3(result)
+    assert endpoint.snapshot() == []
+    assert "REQUESTS_CA_BUNDLE" in message and "MERGE_CA_BUNDLE" in message
