@@ -50,7 +50,7 @@ import structlog
 
 from merge_job.client import IndexClosedError, IndexGoneError, RetryableStatusError
 from merge_job.config import Settings
-from merge_job.errors import AccessDeniedError
+from merge_job.errors import AccessDeniedError, PermissionDeniedError
 from merge_job.plan import IndexPlan, SkipReason, matches
 from merge_job.snapshot import STARTED, ShardCopy, TaskStatus, shard_failures
 
@@ -118,6 +118,10 @@ class MergeOutcome:
     verify_s: float = 0.0  # of duration_s: after the cluster was done, verifying
     deleted_before: int | None = None
     deleted_after: int | None = None
+
+
+# The action a force-merge task runs as (what a role must grant to start one).
+FORCEMERGE_ACTION = "indices:admin/forcemerge"
 
 
 class MergeStopped(Exception):
@@ -511,6 +515,11 @@ class IndexMerge:
         asked = self.clock()
         try:
             status = self.cluster.task(self.task_id, wait_s=wait)
+        except PermissionDeniedError as err:
+            # The task itself was refused: it merged nothing.
+            if err.action.startswith(FORCEMERGE_ACTION):
+                self.forcemerge_sent = False
+            raise
         except opensearchpy.TransportError as err:
             log.warning(
                 "task_poll_failed", index=self.index, task_id=self.task_id, error=str(err)[:300]

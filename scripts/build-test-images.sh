@@ -36,11 +36,11 @@ done < <("$here/test-versions.sh")
 [ ${#builds[@]} -gt 0 ] || exit 0
 
 mkdir -p "$cache/dist"
-fetch() { # <group:artifact:version> <file>: from Maven Central into the cache, once
+fetch() { # <group:artifact:version:type> <file>: from Maven Central into the cache, once
   if [ ! -s "$cache/dist/$2" ]; then
     command -v mvn >/dev/null || { log "Maven (mvn) is needed to fetch $1"; exit 1; }
     log "fetching $1 from Maven Central"
-    mvn -q dependency:copy "-Dartifact=$1:zip" "-DoutputDirectory=$cache/dist"
+    mvn -q dependency:copy "-Dartifact=$1" "-DoutputDirectory=$cache/dist"
   fi
 }
 for build in "${builds[@]}"; do
@@ -63,7 +63,7 @@ for build in "${builds[@]}"; do
     "$here/build-debian-base.sh" "$base_image" openjdk-17-jre-headless,passwd
   fi
 
-  fetch "$group:$product:$version" "$product-$version.zip"
+  fetch "$group:$product:$version:zip" "$product-$version.zip"
 
   context=$(mktemp -d /tmp/merge-job-engine-context.XXXXXX)
   python3 -m zipfile -e "$cache/dist/$product-$version.zip" "$context"
@@ -73,17 +73,21 @@ for build in "${builds[@]}"; do
   cp "$repo/tests/images/engine/Dockerfile" "$repo/tests/images/engine/docker-entrypoint.sh" "$context/"
   if [ "$engine" = opensearch-secured ]; then
     # The plugin's version is the engine's plus a fourth number; it must match exactly.
-    fetch "org.opensearch.plugin:opensearch-security:$version.0" "opensearch-security-$version.0.zip"
+    fetch "org.opensearch.plugin:opensearch-security:$version.0:zip" "opensearch-security-$version.0.zip"
     # 3.x's plugin declares the `rule-framework` module as a plugin it extends; the
     # integ-test distribution lacks that module (it is not on Maven Central either), and
-    # the installer refuses a plugin whose extended plugins are missing. What the module
-    # adds (workload-management rules) is not used by the tests: the descriptor here names
-    # only extended plugins the distribution has.
+    # the installer refuses a plugin whose extended plugins are missing. Of the module,
+    # the security checks use only commons-collections4 (a library it shares with the
+    # plugins extending it); its workload-management rules are not used by the tests. So
+    # the descriptor names only extended plugins the distribution has, and the library
+    # goes into the plugin's own folder when an extended plugin is dropped.
+    fetch "org.apache.commons:commons-collections4:4.4:jar" "commons-collections4-4.4.jar"
     python3 - "$cache/dist/opensearch-security-$version.0.zip" "$context/opensearch-security.zip" \
-      "$context/dist" <<'PY'
+      "$context/dist" "$cache/dist/commons-collections4-4.4.jar" <<'PY'
 import pathlib, sys, zipfile
-source, target, dist = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
+source, target, dist, library = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3]), sys.argv[4]
 present = {p.name for p in [*dist.glob("modules/*"), *dist.glob("plugins/*")]}
+dropped = set()
 with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zout:
     for item in zin.infolist():
         data = zin.read(item)
@@ -91,16 +95,17 @@ with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w", zipfile.ZIP_DE
             lines = []
             for line in data.decode().splitlines():
                 if line.startswith("extended.plugins="):
-                    kept = [e for e in line.split("=", 1)[1].split(",")
-                            if e and e.split(";")[0] in present]
-                    dropped = set(line.split("=", 1)[1].split(",")) - set(kept) - {""}
-                    if dropped:
-                        print(f"[test-images] not in the distribution, dropped from the "
-                              f"plugin's extended.plugins: {sorted(dropped)}", file=sys.stderr)
+                    listed = [e for e in line.split("=", 1)[1].split(",") if e]
+                    kept = [e for e in listed if e.split(";")[0] in present]
+                    dropped = set(listed) - set(kept)
                     line = "extended.plugins=" + ",".join(kept)
                 lines.append(line)
             data = ("\n".join(lines) + "\n").encode()
         zout.writestr(item, data)
+    if dropped:
+        print(f"[test-images] not in the distribution, dropped from the plugin's extended "
+              f"plugins: {sorted(dropped)}; commons-collections4 added", file=sys.stderr)
+        zout.write(library, pathlib.Path(library).name)
 PY
     cp "$repo"/tests/images/opensearch-secured/* "$context/"
   fi

@@ -391,7 +391,7 @@ def _admin_session(pki: Pki) -> requests.Session:
     return session
 
 
-def start_secured(image: str, pki: Pki, timeout_s: float = 300) -> SecuredNode:
+def start_secured(image: str, pki: Pki, timeout_s: float = 600) -> SecuredNode:
     """Start the node with the session's certificates; return once its security index
     is initialized (the admin's requests are answered). Removes the container on failure."""
     password = "Mj-" + secrets.token_urlsafe(18) + "!9a"
@@ -416,6 +416,7 @@ def start_secured(image: str, pki: Pki, timeout_s: float = 300) -> SecuredNode:
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
     if run.returncode != 0:
         raise RuntimeError(f"docker run {image} failed: {run.stderr}")
@@ -453,18 +454,24 @@ def _wait_ready(node: SecuredNode, timeout_s: float) -> None:
             capture_output=True,
             text=True,
             timeout=60,
+            check=False,
         ).stdout.strip()
         if state != "true":
             raise RuntimeError(f"{node.image} exited while starting:\n{node.logs()[-4000:]}")
         try:
             response = node.admin.get(node.url + "/_plugins/_security/health", timeout=10)
             health = node.admin.get(node.url + "/_cluster/health", timeout=10)
-            if response.ok and health.ok and health.json()["status"] in {"green", "yellow"}:
-                # The security index answers once the roles API does.
-                if node.admin.get(
+            # The security index answers once the roles API does.
+            if (
+                response.ok
+                and health.ok
+                and health.json()["status"] in {"green", "yellow"}
+                and node.admin.get(
                     node.url + f"/_plugins/_security/api/roles/{JOB_ROLE}", timeout=10
-                ).status_code in {200, 404}:
-                    return
+                ).status_code
+                in {200, 404}
+            ):
+                return
             last = f"{response.status_code} {response.text[:200]}"
         except requests.RequestException as error:
             last = str(error)

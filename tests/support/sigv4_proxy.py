@@ -258,7 +258,9 @@ class UpstreamAuth:
     ssl_context: ssl.SSLContext
 
     def headers(self, client_address: str) -> list[tuple[str, str]]:
-        return list(zip(UPSTREAM_IDENTITY_HEADERS, (self.user, self.roles, client_address)))
+        return list(
+            zip(UPSTREAM_IDENTITY_HEADERS, (self.user, self.roles, client_address), strict=False)
+        )
 
 
 class SigV4Proxy(LoopbackServer):
@@ -402,8 +404,12 @@ class SigV4Proxy(LoopbackServer):
                         timeout=300,
                         # The signature ends here, as at the managed endpoint, and a
                         # caller cannot name its own identity.
-                        drop=("authorization", "x-amz-security-token", "x-amz-date")
-                        + UPSTREAM_IDENTITY_HEADERS,
+                        drop=(
+                            "authorization",
+                            "x-amz-security-token",
+                            "x-amz-date",
+                            *UPSTREAM_IDENTITY_HEADERS,
+                        ),
                         add=proxy.upstream_auth.headers(self.client_address[0]),
                         ssl_context=proxy.upstream_auth.ssl_context,
                     )
