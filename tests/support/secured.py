@@ -19,7 +19,7 @@ import re
 import secrets
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -374,6 +374,22 @@ class SecuredNode:
                 )
             )
         return events
+
+    def audit_until(
+        self,
+        holds: Callable[[list[AuditEvent]], bool],
+        since: str | None = None,
+        timeout_s: float = 20,
+    ) -> list[AuditEvent]:
+        """The audit events from `since` on, once `holds(events)` (or at `timeout_s`): the
+        Docker engine shows a container's last lines a moment after it wrote them, more so
+        on a busy machine."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            events = self.audit_events(since)
+            if holds(events) or time.monotonic() > deadline:
+                return events
+            time.sleep(0.5)
 
     @staticmethod
     def audit_mark() -> str:
