@@ -428,7 +428,11 @@ class IndexMerge:
     def _post_forcemerge(self, params: Mapping[str, str], timeout_s: float | None = None) -> Any:
         """Send the force-merge; from then on the cluster may be merging this index.
 
-        A refused request (401/403) started nothing, so it does not count as sent."""
+        A refused request (401/403) started nothing, so it does not count as sent. A stop
+        requested meanwhile (another merge's refused request, the deadline, SIGTERM) sends
+        nothing: the scheduler may have started this merge a moment before it."""
+        if self.stop.is_set():
+            raise MergeStopped
         self.reads.posting()
         sent_before, self.forcemerge_sent = self.forcemerge_sent, True
         try:

@@ -24,26 +24,26 @@ import pytest
 from tests.support import iam_policy
 from tests.support.containers import label_args, require_docker
 from tests.support.factories import daily_indices, data_stream, plain_index, rollover_alias, wipe
+from tests.support.fgac_role import (
+    documented_actions,
+    documented_mapping,
+    documented_role,
+    restricted_role,
+    role_permissions,
+    without_permission,
+)
 from tests.support.job import JobResult, run_job
 from tests.support.secured import (
     JOB_ROLE,
     AuditEvent,
-    Authority,
-    Pki,
     SecuredNode,
     admin_client,
-    documented_actions,
-    documented_mapping,
-    documented_role,
     granted,
-    restricted_role,
-    role_permissions,
     secured_images,
-    server_certificate,
     start_secured,
     stop_secured,
-    without_permission,
 )
+from tests.support.secured_pki import Authority, Pki, server_certificate
 from tests.support.sigv4_proxy import IssuedCredentials, SigV4Proxy, UpstreamAuth
 
 pytestmark = [pytest.mark.secured, pytest.mark.integration]

@@ -2,55 +2,29 @@
 access control and the audit log, as on an Amazon OpenSearch Service domain with FGAC.
 
 The node is `merge-job-test/opensearch-secured:<version>` (tests/images/opensearch-secured,
-built by scripts/build-test-images.sh). The certificates are made here, per session: a CA,
-the node's certificate (valid for `localhost` only, so `127.0.0.1` is a hostname mismatch)
-and the admin's client certificate, which is how set-up reaches the security REST API.
-
-The role the job gets is docs/iam.md's, read from the doc and applied verbatim
-(`documented_role`, `documented_mapping`); the audit log (`audit_events`) says which
-actions the security plugin granted and refused to whom.
+built by scripts/build-test-images.sh) with the session's certificates
+(tests/support/secured_pki.py); set-up reaches the security REST API with the admin's
+client certificate. The audit log (`audit_events`) says which actions the security plugin
+granted and refused to whom.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.support.containers import label_args
+from tests.support.secured_pki import NODE_HOSTNAME, Pki
 from tests.support.versions import secured_versions
-
-IAM_DOC = Path(__file__).resolve().parents[2] / "docs" / "iam.md"
-
-# The DNs the plugin's demo configuration trusts (tests/images/opensearch-secured):
-# `plugins.security.authcz.admin_dn`; a node is recognised by the OID in its SAN.
-ADMIN_SUBJECT = (("C", "de"), ("L", "test"), ("O", "client"), ("OU", "client"), ("CN", "kirk"))
-NODE_SUBJECT = (("DC", "de"), ("L", "test"), ("O", "node"), ("OU", "node"), ("CN", "node-0"))
-NODE_OID = "1.2.3.4.5.5"
-_OIDS = {
-    "C": NameOID.COUNTRY_NAME,
-    "L": NameOID.LOCALITY_NAME,
-    "O": NameOID.ORGANIZATION_NAME,
-    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
-    "CN": NameOID.COMMON_NAME,
-    "DC": NameOID.DOMAIN_COMPONENT,
-}
-# The node's certificate names this host only: a client dialing 127.0.0.1 sees a mismatch.
-NODE_HOSTNAME = "localhost"
 
 JOB_ROLE = "merge_job"
 
@@ -60,237 +34,6 @@ def secured_images() -> list[str]:
     default = ",".join(v.local_image for v in secured_versions())
     raw = os.environ.get("MERGE_JOB_TEST_SECURED_IMAGES", default)
     return [image.strip() for image in raw.split(",") if image.strip()]
-
-
-# -- certificates ---------------------------------------------------------------------
-
-
-def _name(parts: tuple[tuple[str, str], ...]) -> x509.Name:
-    return x509.Name([x509.NameAttribute(_OIDS[key], value) for key, value in parts])
-
-
-def _key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def _write_key(path: Path, key: rsa.RSAPrivateKey) -> None:
-    # PKCS#8: the only private key format the security plugin reads.
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-
-
-def _write_cert(path: Path, certificate: x509.Certificate) -> None:
-    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-
-
-@dataclass(frozen=True)
-class Authority:
-    key: rsa.RSAPrivateKey
-    certificate: x509.Certificate
-
-    @classmethod
-    def create(cls, common_name: str) -> Authority:
-        key = _key()
-        name = _name((("O", "merge-job tests"), ("CN", common_name)))
-        now = datetime.now(UTC)
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-            )
-            .sign(key, hashes.SHA256())
-        )
-        return cls(key, certificate)
-
-    def issue(
-        self,
-        subject: x509.Name,
-        *,
-        names: tuple[x509.GeneralName, ...] = (),
-        usages: tuple[x509.ObjectIdentifier, ...],
-        not_after: datetime | None = None,
-    ) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-        key = _key()
-        now = datetime.now(UTC)
-        not_after = not_after or now + timedelta(days=2)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(self.certificate.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(min(now, not_after) - timedelta(days=1))
-            .not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
-                critical=False,
-            )
-        )
-        if names:
-            builder = builder.add_extension(x509.SubjectAlternativeName(list(names)), False)
-        return key, builder.sign(self.key, hashes.SHA256())
-
-    def write(self, path: Path) -> Path:
-        _write_cert(path, self.certificate)
-        return path
-
-
-@dataclass(frozen=True)
-class Pki:
-    """The session's certificates. `certs` is what the node mounts at /certs (file names
-    as the image expects); `ca_bundle` is what MERGE_CA_BUNDLE points at."""
-
-    authority: Authority
-    certs: Path
-    ca_bundle: Path
-    admin_cert: Path
-    admin_key: Path
-
-    @classmethod
-    def create(cls, directory: Path) -> Pki:
-        authority = Authority.create("merge-job secured test CA")
-        certs = directory / "certs"
-        certs.mkdir(parents=True)
-        node_key, node_cert = authority.issue(
-            _name(NODE_SUBJECT),
-            names=(
-                x509.DNSName(NODE_HOSTNAME),
-                x509.RegisteredID(x509.ObjectIdentifier(NODE_OID)),
-            ),
-            # Transport TLS: the node is server and client to itself.
-            usages=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
-        )
-        admin_key, admin_cert = authority.issue(
-            _name(ADMIN_SUBJECT), usages=(ExtendedKeyUsageOID.CLIENT_AUTH,)
-        )
-        authority.write(certs / "root-ca.pem")
-        _write_cert(certs / "esnode.pem", node_cert)
-        _write_key(certs / "esnode-key.pem", node_key)
-        _write_cert(certs / "kirk.pem", admin_cert)
-        _write_key(certs / "kirk-key.pem", admin_key)
-        # Read by uid 1000 in the container; throwaway keys of a throwaway CA.
-        for path in certs.iterdir():
-            path.chmod(0o644)
-        return cls(
-            authority=authority,
-            certs=certs,
-            ca_bundle=certs / "root-ca.pem",
-            admin_cert=certs / "kirk.pem",
-            admin_key=certs / "kirk-key.pem",
-        )
-
-
-def server_certificate(
-    authority: Authority, directory: Path, *, expired: bool = False
-) -> tuple[Path, Path]:
-    """(certificate, key) files of a server certificate for 127.0.0.1 and localhost;
-    `expired` makes one whose validity ended yesterday."""
-    import ipaddress
-
-    key, certificate = authority.issue(
-        _name((("O", "merge-job tests"), ("CN", "localhost"))),
-        names=(x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))),
-        usages=(ExtendedKeyUsageOID.SERVER_AUTH,),
-        not_after=datetime.now(UTC) - timedelta(days=1) if expired else None,
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_file, key_file = directory / "server.pem", directory / "server-key.pem"
-    _write_cert(cert_file, certificate)
-    _write_key(key_file, key)
-    return cert_file, key_file
-
-
-# -- the docs' role -------------------------------------------------------------------
-
-
-def _json_blocks(doc: Path) -> list[Any]:
-    blocks = re.findall(r"^```json\n(.*?)^```", doc.read_text(), flags=re.MULTILINE | re.DOTALL)
-    return [json.loads(block) for block in blocks]
-
-
-def documented_roles(doc: Path = IAM_DOC) -> list[dict[str, Any]]:
-    """The FGAC role documents of `doc` (JSON blocks with `cluster_permissions`), in order:
-    the role, then its restricted variant."""
-    roles = [b for b in _json_blocks(doc) if isinstance(b, dict) and "cluster_permissions" in b]
-    assert len(roles) == 2, f"{doc}: expected the role and its restricted variant, got {roles}"
-    return roles
-
-
-def documented_role(doc: Path = IAM_DOC) -> dict[str, Any]:
-    return documented_roles(doc)[0]
-
-
-def restricted_role(doc: Path = IAM_DOC) -> dict[str, Any]:
-    return documented_roles(doc)[1]
-
-
-def documented_mapping(doc: Path = IAM_DOC) -> dict[str, Any]:
-    """The role mapping `doc` gives for PUT _plugins/_security/api/rolesmapping/merge_job."""
-    match = re.search(
-        r"PUT _plugins/_security/api/rolesmapping/merge_job`\):\s*`(\{.*?\})`",
-        doc.read_text(),
-        flags=re.DOTALL,
-    )
-    assert match, f"{doc} gives no role mapping for merge_job"
-    mapping: dict[str, Any] = json.loads(match.group(1))
-    return mapping
-
-
-def documented_actions(doc: Path = IAM_DOC) -> set[str]:
-    """The action names of the doc's FGAC table ("actions checked" column)."""
-    text = doc.read_text()
-    section = text[text.index("| request | actions checked |") :]
-    section = section[: section.index("\n\n")]
-    actions: set[str] = set()
-    for row in section.splitlines()[2:]:
-        cells = row.split("|")
-        actions.update(re.findall(r"`([^`]+)`", cells[2]))
-    return actions
-
-
-def role_permissions(role: dict[str, Any]) -> list[str]:
-    """Every permission the role lists (cluster and index ones), in order, once."""
-    permissions = list(role["cluster_permissions"])
-    for entry in role["index_permissions"]:
-        permissions += [a for a in entry["allowed_actions"] if a not in permissions]
-    return permissions
-
-
-def without_permission(role: dict[str, Any], permission: str) -> dict[str, Any]:
-    """A copy of `role` with `permission` removed wherever it is listed."""
-    copy: dict[str, Any] = json.loads(json.dumps(role))
-    copy["cluster_permissions"] = [p for p in copy["cluster_permissions"] if p != permission]
-    for entry in copy["index_permissions"]:
-        entry["allowed_actions"] = [a for a in entry["allowed_actions"] if a != permission]
-    return copy
 
 
 # -- the node -------------------------------------------------------------------------
