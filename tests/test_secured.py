@@ -310,8 +310,8 @@ def test_a_role_missing_one_permission_fails_naming_it(
 
     events = node.audit_until(lambda events: bool(refused(events)), since=mark)
     denied = refused(events)
-    assert denied, "the cluster refused nothing"
-    assert denied[0].privilege == refused_action
+    assert denied, f"the cluster refused nothing:\n{result.stderr}"
+    assert denied[0].privilege == refused_action, [e.privilege for e in denied]
     message = error_text(result)
     assert refused_action in message, message
     assert "docs/iam.md" in message, message
@@ -323,7 +323,9 @@ def test_a_role_missing_one_permission_fails_naming_it(
     first = result.named("merge_started")[0]["index"] if summaries else None
     if summaries:
         left_running = summaries[0]["still_running"]
-        assert (first in left_running) == (refused_action == "cluster:monitor/task/get")
+        assert (first in left_running) == (refused_action == "cluster:monitor/task/get"), summaries[
+            0
+        ]
         if refused_action == "indices:admin/forcemerge":
             assert left_running == {}, summaries[0]
     # Nothing that changes an index after the refusal: no force-merge starts after it
@@ -336,7 +338,10 @@ def test_a_role_missing_one_permission_fails_naming_it(
         and e.privilege == "indices:admin/forcemerge"
         and e.category in {"GRANTED_PRIVILEGES", "MISSING_PRIVILEGES"}
     ]
-    assert len(later_merges) <= (1 if refused_action.startswith("indices:admin/refresh") else 0)
+    assert len(later_merges) <= (1 if refused_action.startswith("indices:admin/refresh") else 0), (
+        [e.raw for e in later_merges],
+        result.stderr,
+    )
 
 
 # -- TLS -----------------------------------------------------------------------------
