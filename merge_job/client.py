@@ -449,7 +449,16 @@ class ClusterClient:
             if wait_s > 0 and _waited_in_vain(err):
                 return RUNNING  # waited; still running
             raise
-        return parse_task_status(body)
+        status = parse_task_status(body)
+        # A task-based force-merge is authorized when its task runs, not when it is
+        # submitted: the POST answers 200 with a task id and the task ends with the 403's
+        # security_exception. That is a missing permission, like a refused request.
+        refused = refused_action(status.error) if status.error else None
+        if refused is not None and status.error is not None:
+            raise PermissionDeniedError(
+                permission_message(self.endpoint, refused, status.error), refused.action
+            )
+        return status
 
     def merge_task_expressions(self) -> list[tuple[str, ...]]:
         """The index expressions of every running force-merge task."""

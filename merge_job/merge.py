@@ -272,6 +272,8 @@ class IndexMerge:
             timeout_s = max(1.0, self.timeout_at - self.clock())
             if self.mode is Mode.SMALL:
                 timeout_s = min(timeout_s, self.settings.request_timeout.total_seconds())
+        if self.stop.is_set():
+            raise MergeStopped  # stopped meanwhile (a refusal, the deadline, SIGTERM): send nothing
         self.reads.posting()
         self.forcemerge_sent = True
         try:

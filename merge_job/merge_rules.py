@@ -12,6 +12,9 @@ from merge_job.outcome import MergeOutcome, Status
 from merge_job.replication import replicas_copying
 from merge_job.values import matches
 
+# The action a force-merge task runs as (what a role must grant to start one).
+FORCEMERGE_ACTION = "indices:admin/forcemerge"
+
 
 def forcemerge_params(settings: Settings, item: IndexPlan) -> dict[str, str]:
     """The force-merge parameters the settings ask for; `primary_only=true` where the

@@ -35,6 +35,7 @@ from merge_job.config import Settings
 from merge_job.decisions import IndexPlan, Plan
 from merge_job.errors import AccessDeniedError, ExitCode, MergeStopped, PermissionDeniedError
 from merge_job.merge import DEFAULT_PACING, IndexMerge, Mode, Pacing, Step
+from merge_job.merge_rules import FORCEMERGE_ACTION
 from merge_job.outcome import MergeOutcome, Status, log_outcome
 from merge_job.replication import MAX_VERIFYING
 from merge_job.shared_reads import UPCOMING_READ, MergeCluster, SharedReads
@@ -369,6 +370,14 @@ class Scheduler:
                 self.request_stop(StopReason.CREDENTIALS_REFUSED)
             if merge.step is Step.SUBMIT and merge.attempt == 1:
                 merge.forcemerge_sent = False  # the refused POST started nothing
+            elif (
+                merge.step is Step.POLL
+                and isinstance(err, PermissionDeniedError)
+                and err.action.startswith(FORCEMERGE_ACTION)
+            ):
+                # A task-based force-merge is authorized when its task runs: the refused
+                # task merged nothing.
+                merge.forcemerge_sent = False
             if merge.step is not Step.VERIFY:
                 finished.put(_Finished(merge, None))
                 return

@@ -56,12 +56,26 @@ class QuietHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def forward(
-        self, host: str, port: int, body: bytes | None, *, timeout: float, drop: Iterable[str] = ()
+        self,
+        host: str,
+        port: int,
+        body: bytes | None,
+        *,
+        timeout: float,
+        drop: Iterable[str] = (),
+        add: Headers = (),
+        ssl_context: ssl.SSLContext | None = None,
     ) -> tuple[int, list[tuple[str, str]], bytes]:
-        """Send this request on to host:port as it came (minus hop-by-hop and `drop` headers)."""
+        """Send this request on to host:port as it came (minus hop-by-hop and `drop` headers,
+        plus `add`), over TLS with `ssl_context`."""
         skipped = HOP_BY_HOP | {name.lower() for name in drop}
         headers = {k: v for k, v in self.headers.items() if k.lower() not in skipped}
-        connection = http.client.HTTPConnection(host, port, timeout=timeout)
+        headers.update(add)
+        connection = (
+            http.client.HTTPSConnection(host, port, timeout=timeout, context=ssl_context)
+            if ssl_context is not None
+            else http.client.HTTPConnection(host, port, timeout=timeout)
+        )
         try:
             connection.request(self.command, self.path, body=body or None, headers=headers)
             response = connection.getresponse()

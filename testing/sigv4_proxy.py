@@ -242,6 +242,27 @@ def verify_sigv4(
     return issued
 
 
+UPSTREAM_IDENTITY_HEADERS = ("x-proxy-user", "x-proxy-roles", "x-forwarded-for")
+
+
+@dataclass(frozen=True)
+class UpstreamAuth:
+    """How the proxy identifies a verified caller to an OpenSearch security plugin: proxy
+    authentication headers (the plugin trusts them from its `internalProxies` only) with
+    the caller's assumed-role ARN as user and the IAM role ARN as backend role, as Amazon
+    OpenSearch Service does for an IAM principal on a domain with fine-grained access
+    control; the upstream is HTTPS, verified with `ssl_context`."""
+
+    user: str  # arn:aws:sts::<account>:assumed-role/<role>/<session>
+    roles: str  # arn:aws:iam::<account>:role/<role>
+    ssl_context: ssl.SSLContext
+
+    def headers(self, client_address: str) -> list[tuple[str, str]]:
+        return list(
+            zip(UPSTREAM_IDENTITY_HEADERS, (self.user, self.roles, client_address), strict=False)
+        )
+
+
 class SigV4Proxy(LoopbackServer):
     """A threaded reverse proxy on 127.0.0.1 verifying SigV4 before forwarding to `upstream`.
 
@@ -254,6 +275,8 @@ class SigV4Proxy(LoopbackServer):
     `authorize(method, path)` plays the role's identity policy: after the signature is
     verified it returns None to allow, or the service's message to refuse with 403.
     `host` is loopback unless pods of the end-to-end cluster must reach the proxy.
+    `upstream_auth` makes the proxy authenticate forwarded requests the way an FGAC domain
+    passes an IAM identity to the security plugin (HTTPS upstream, proxy authentication).
     """
 
     def __init__(
@@ -272,7 +295,9 @@ class SigV4Proxy(LoopbackServer):
         revoke_after: Callable[[str, str], bool] | None = None,
         authorize: Callable[[str, str], str | None] | None = None,
         host: str = "127.0.0.1",
+        upstream_auth: UpstreamAuth | None = None,
     ) -> None:
+        self.upstream_auth = upstream_auth
         self.authorize = authorize
         self.revoke_after = revoke_after
         self.revoked = False
@@ -371,6 +396,23 @@ class SigV4Proxy(LoopbackServer):
                 headers: list[tuple[str, str]] = []
                 if proxy.upstream is None:
                     status, payload = 502, b'{"message": "no upstream in this test"}'
+                elif proxy.upstream_auth is not None:
+                    status, headers, payload = self.forward(
+                        proxy.upstream.hostname or "127.0.0.1",
+                        proxy.upstream.port or 9200,
+                        body,
+                        timeout=300,
+                        # The signature ends here, as at the managed endpoint, and a
+                        # caller cannot name its own identity.
+                        drop=(
+                            "authorization",
+                            "x-amz-security-token",
+                            "x-amz-date",
+                            *UPSTREAM_IDENTITY_HEADERS,
+                        ),
+                        add=proxy.upstream_auth.headers(self.client_address[0]),
+                        ssl_context=proxy.upstream_auth.ssl_context,
+                    )
                 else:
                     status, headers, payload = self.forward(
                         proxy.upstream.hostname or "127.0.0.1",

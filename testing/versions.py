@@ -31,9 +31,13 @@ class EngineVersion:
         return f"{OFFICIAL_REPOSITORIES[self.engine]}:{self.version}"
 
 
+# The engine name of images with the security plugin (TLS, fine-grained access control):
+# only the `secured` suite runs on them.
+SECURED_SUFFIX = "-secured"
+
+
 @functools.cache
-def pinned_versions() -> tuple[EngineVersion, ...]:
-    """Every pinned engine version, the primary one first."""
+def _listed_versions() -> tuple[EngineVersion, ...]:
     versions = []
     for line in VERSIONS_FILE.read_text().splitlines():
         fields = line.split("#", 1)[0].split()
@@ -41,6 +45,16 @@ def pinned_versions() -> tuple[EngineVersion, ...]:
             engine, version = fields
             versions.append(EngineVersion(engine, version))
     return tuple(versions)
+
+
+def pinned_versions() -> tuple[EngineVersion, ...]:
+    """Every pinned engine version the integration tests run on, the primary one first."""
+    return tuple(v for v in _listed_versions() if not v.engine.endswith(SECURED_SUFFIX))
+
+
+def secured_versions() -> tuple[EngineVersion, ...]:
+    """The pinned OpenSearch versions with the security plugin (the `secured` suite)."""
+    return tuple(v for v in _listed_versions() if v.engine.endswith(SECURED_SUFFIX))
 
 
 def primary_opensearch() -> EngineVersion:

@@ -38,6 +38,11 @@ SECURITY_PLUGIN_403 = {
     "status": 403,
 }
 
+FORCEMERGE_REFUSED = (
+    "no permissions for [indices:admin/forcemerge] and User [name=merge-job, "
+    "backend_roles=[arn:aws:iam::111122223333:role/merge-job], requestedTenant=null]"
+)
+
 
 @pytest.mark.parametrize(
     ("message", "expected"),
@@ -89,6 +94,22 @@ def test_a_403_naming_a_permission_says_which_and_points_to_the_role() -> None:
     message = str(raised.value)
     assert "indices:admin/refresh[s]" in message and "docs/iam.md" in message
     assert "password" not in message.lower() and "MERGE_AUTH" not in message
+
+
+def test_a_force_merge_task_the_security_plugin_refused_is_a_missing_permission() -> None:
+    """A task-based force-merge is authorized when its task runs: the POST answers with a
+    task id, the task ends with the 403's security_exception (as recorded on 3.4.0)."""
+    refused_task = {
+        "completed": True,
+        "task": {"node": "n", "id": 179, "action": "indices:admin/forcemerge"},
+        "error": {"type": "security_exception", "reason": FORCEMERGE_REFUSED},
+    }
+    cluster, transport = adapter([refused_task], [])
+    with pytest.raises(PermissionDeniedError) as raised:
+        cluster.task("n:179", wait_s=2.0)
+    assert len(transport.calls) == 1
+    assert raised.value.action == "indices:admin/forcemerge"
+    assert "docs/iam.md" in str(raised.value)
 
 
 def test_a_401_is_refused_credentials_and_says_what_to_check() -> None:
