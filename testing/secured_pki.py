@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from testing.tls import self_signed_ca
+
 # The DNs the plugin's demo configuration trusts (tests/images/opensearch-secured):
 # `plugins.security.authcz.admin_dn`; a node is recognised by the OID in its SAN.
 ADMIN_SUBJECT = (("C", "de"), ("L", "test"), ("O", "client"), ("OU", "client"), ("CN", "kirk"))
@@ -67,35 +69,7 @@ class Authority:
     def create(cls, common_name: str) -> Authority:
         key = _key()
         name = _name((("O", "merge-job tests"), ("CN", common_name)))
-        now = datetime.now(UTC)
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=5))
-            .not_valid_after(now + timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-            )
-            .sign(key, hashes.SHA256())
-        )
+        certificate = self_signed_ca(key, name, timedelta(days=2), path_length=None)
         return cls(key, certificate)
 
     def issue(

@@ -318,17 +318,19 @@ def test_tls_is_verified_by_default_an_unknown_ca_exits_3(
     assert "MERGE_CA_BUNDLE" in message
 
 
-def test_a_bundle_of_another_ca_exits_3(
-    sts: IrsaSts, pod: PodEnvironment, ca: CertificateAuthority, tmp_path: Path
+@pytest.mark.parametrize("variable", ["MERGE_CA_BUNDLE", "REQUESTS_CA_BUNDLE"])
+def test_a_bundle_of_another_ca_exits_3_naming_the_bundle_used(
+    sts: IrsaSts, pod: PodEnvironment, ca: CertificateAuthority, tmp_path: Path, variable: str
 ) -> None:
     other = CertificateAuthority.create(tmp_path / "other", name="some other CA")
     with tls_proxy(None, sts, ca, tmp_path) as endpoint:
         result = pod.run_job(
-            endpoint.url, "plan", aws=pod.irsa(sts), MERGE_CA_BUNDLE=str(other.bundle)
+            endpoint.url, "plan", aws=pod.irsa(sts), **{variable: str(other.bundle)}
         )
     message = assert_clean_exit_3(result)
     assert endpoint.snapshot() == []
     assert "certificate verify failed" in message.lower()
+    assert f"{variable}={other.bundle}" in message and "MERGE_CA_BUNDLE" in message
 
 
 def test_a_certificate_for_another_host_exits_3(
@@ -376,16 +378,3 @@ def test_ca_bundle_precedence_over_the_environment(
     # The handshake succeeded: the proxy received (and verified) the job's first request.
     assert endpoint.snapshot(), result.stderr[-3000:]
     assert "certificate verify failed" not in result.stderr.lower()
-
-
-def test_a_wrong_environment_bundle_is_named_when_merge_ca_bundle_is_unset(
-    sts: IrsaSts, pod: PodEnvironment, ca: CertificateAuthority, tmp_path: Path
-) -> None:
-    other = CertificateAuthority.create(tmp_path / "other", name="some other CA")
-    with tls_proxy(None, sts, ca, tmp_path) as endpoint:
-        result = pod.run_job(
-            endpoint.url, "plan", aws=pod.irsa(sts), REQUESTS_CA_BUNDLE=str(other.bundle)
-        )
-    message = assert_clean_exit_3(result)
-    assert endpoint.snapshot() == []
-    assert "REQUESTS_CA_BUNDLE" in message and "MERGE_CA_BUNDLE" in message
