@@ -8,7 +8,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-IAM_DOC = Path(__file__).resolve().parents[2] / "docs" / "iam.md"
+from testing.paths import REPO
+
+IAM_DOC = REPO / "docs" / "iam.md"
 
 
 def _json_blocks(doc: Path) -> list[Any]:
