@@ -52,24 +52,28 @@ def _image_id(image: str) -> str:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """`@pytest.mark.one_version` tests get the session's first image only (not a skip).
+    """`@pytest.mark.one_version` tests get the session's first image (or 3-node cluster)
+    only (not a skip).
 
     Version-independent scenarios (bad input, faults in front of the cluster, signing)
     run once instead of once per image, which keeps CI short without skipping anything.
     A parametrize mark naming the fixture takes precedence over the fixture's own params.
     """
-    if "opensearch" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
-        "one_version"
-    ):
-        metafunc.definition.add_marker(
-            pytest.mark.parametrize(
-                "opensearch",
-                opensearch_images()[:1],
-                indirect=True,
-                ids=_image_id,
-                scope="session",  # same grouping as the fixture's params: one container
+    if not metafunc.definition.get_closest_marker("one_version"):
+        return
+    # The 3-node clusters likewise: a scenario about the job, not the engine, runs on the
+    # primary version's cluster only.
+    for fixture, images in (("opensearch", opensearch_images), ("multinode", multinode_images)):
+        if fixture in metafunc.fixturenames:
+            metafunc.definition.add_marker(
+                pytest.mark.parametrize(
+                    fixture,
+                    images()[:1],
+                    indirect=True,
+                    ids=_image_id,
+                    scope="session",  # same grouping as the fixture's params: one container
+                )
             )
-        )
 
 
 @pytest.fixture(scope="session", params=opensearch_images(), ids=_image_id)

@@ -246,6 +246,7 @@ def test_mixed_replication_waits_for_slowed_segment_replicas(
     assert sent == {n: n in segment for n in names}, sent
 
 
+@pytest.mark.one_version  # the job's reporting, not the engine: the primary version
 def test_a_node_lost_mid_run_is_reported_truthfully_and_the_next_run_finishes(
     three_nodes: MultiNodeCluster,
 ) -> None:
@@ -311,6 +312,7 @@ def test_a_node_lost_mid_run_is_reported_truthfully_and_the_next_run_finishes(
         assert len(copies) == 6 and set(copies.values()) == {1}, (index, copies)
 
 
+@pytest.mark.one_version  # the job's reporting, not the engine: the primary version
 def test_a_replica_the_cluster_cannot_place_leaves_the_started_copies_merged(
     three_nodes: MultiNodeCluster,
 ) -> None:
