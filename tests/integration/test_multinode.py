@@ -259,16 +259,20 @@ def test_a_node_lost_mid_run_is_reported_truthfully_and_the_next_run_finishes(
         slow_index(client, f"lost-{n}", shards=3, docs=1500 if n == 0 else 600, segments=6)
         for n in range(3)
     ]
-    health(client, wait_for_status="green")
+    # Green is not settled: shards the new indices brought may still be relocating, and
+    # planning rightly skips an index with a relocating copy.
+    health(client, wait_for_status="green", wait_for_no_relocating_shards="true")
     docs = {n: client.count(index=n)["count"] for n in names}
 
     killed = threading.Event()
+    stopper: list[threading.Timer] = []
 
     def kill_on_first_merge(method: str, path: str) -> None:
         if method == "POST" and path.endswith("/_forcemerge") and not killed.is_set():
             killed.set()
             # A moment after the merge reached the cluster: its copies are merging.
-            threading.Timer(0.3, three_nodes.nodes.stop, args=(2,)).start()
+            stopper.append(threading.Timer(0.3, three_nodes.nodes.stop, args=(2,)))
+            stopper[0].start()
 
     proxy = three_nodes.audit.proxy
     proxy.on_request(kill_on_first_merge)
@@ -284,7 +288,19 @@ def test_a_node_lost_mid_run_is_reported_truthfully_and_the_next_run_finishes(
         run = job.wait(timeout=600, audit=False)
     finally:
         proxy.hooks.remove(kill_on_first_merge)
+        # The node comes back whatever happened, so the session's later tests get three.
+        for timer in stopper:
+            timer.join()
+        if killed.is_set():
+            three_nodes.nodes.start(2)
+            health(client, wait_for_status="green", wait_for_no_initializing_shards="true")
     assert killed.is_set()
+    # Document counts the audit read while a node was down are partial (its shards'
+    # copies missing): only the request rules are judged for that run; no document lost
+    # is asserted below against the counts taken before.
+    forbidden = [p for p in three_nodes.audit.problems() if p.startswith("forbidden request")]
+    assert forbidden == []
+    three_nodes.audit.reset()
     outcomes = finished(run)
     execute_skips = {e["index"]: e for e in run.named("plan_skip") if e.get("stage") == "execute"}
     # Every planned index has exactly one outcome, and each says what is true.
@@ -299,11 +315,7 @@ def test_a_node_lost_mid_run_is_reported_truthfully_and_the_next_run_finishes(
     assert run.exit_code == (1 if failing else 0), run.stderr  # docs/contract.md
     assert run.summary["exit_code"] == run.exit_code
     print("node lost:", {i: (e["status"], e["detail"]) for i, e in outcomes.items()}, run.exit_code)
-
-    three_nodes.nodes.start(2)
-    health(client, wait_for_status="green", wait_for_no_initializing_shards="true")
     assert {n: client.count(index=n)["count"] for n in names} == docs
-    three_nodes.audit.check()
 
     rerun = run_job(three_nodes.url, "run", MERGE_INDEX_PATTERNS="lost-*", extra_env=JOB)
     assert rerun.exit_code == 0, rerun.stderr
