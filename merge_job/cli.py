@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from merge_job.config import Settings, build_parser, parse_settings
 from merge_job.errors import ConfigError, ExitCode, MergeJobError
+from merge_job.rules import shadowed
 
 if TYPE_CHECKING:
     from merge_job.terminal import RunView
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     log = _logger()
     log.info("config", **settings.redacted())
+    for warning in shadowed(settings.rules, settings.index_patterns, settings.exclude_patterns):
+        log.warning("rule_shadowed", detail=warning)
     if not settings.verify_tls:
         log.warning("tls_verification_disabled", detail="the server certificate is not checked")
     if not settings.merges_allowed:

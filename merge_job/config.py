@@ -24,6 +24,7 @@ from merge_job import __version__
 from merge_job.errors import ConfigError, ExitCode
 from merge_job.options import DEFAULTS, OPTIONS, AuthMode, Command, Option
 from merge_job.redact import REDACTED
+from merge_job.rules import Rule, load_rules
 from merge_job.values import endpoint_host, region_from_host
 
 
@@ -58,6 +59,7 @@ class Settings:
     max_num_segments: int = DEFAULTS["max_num_segments"]
     only_expunge_deletes: bool = DEFAULTS["only_expunge_deletes"]
     min_deleted_ratio: float = DEFAULTS["min_deleted_ratio"]
+    rules_file: str | None = None
     deadline: dt.timedelta | None = None
     index_timeout: dt.timedelta = DEFAULTS["index_timeout"]
     require_health: str = DEFAULTS["require_health"]
@@ -78,11 +80,20 @@ class Settings:
     log_level: str = DEFAULTS["log_level"]
     command: Command = Command.RUN
     output: str | None = None
+    rules: tuple[Rule, ...] = ()  # read from rules_file (rules.py)
 
     @property
     def merges_allowed(self) -> bool:
         """False for `plan` and for `run --dry-run`."""
         return self.command is Command.RUN and not self.dry_run
+
+    def for_rule(self, name: str) -> Settings:
+        """The settings that decide for an index of rule `name`: the run's with the rule's
+        values in their place ("" or an unknown name: the run's own)."""
+        for rule in self.rules:
+            if rule.name == name:
+                return dataclasses.replace(self, **dict(rule.overrides))
+        return self
 
     def redacted(self) -> dict[str, Any]:
         """The settings as JSON-ready values, secrets replaced: for logs and the plan."""
@@ -94,6 +105,8 @@ class Settings:
             elif isinstance(value, dt.timedelta):
                 out[f"{field.name}_seconds"] = value.total_seconds()
                 continue
+            elif field.name == "rules":
+                value = [rule.as_dict() for rule in value]
             elif isinstance(value, tuple):
                 value = list(value)
             elif isinstance(value, enum.Enum):
@@ -269,4 +282,6 @@ def parse_settings(argv: Sequence[str] | None, env: Mapping[str, str] | None = N
         if values[key] is None:
             values[key] = ()
     command = Command(given.get("command") or Command.RUN.value)
-    return Settings(**values, command=command, output=given.get("output"))
+    rules_file = values["rules_file"]
+    rules = load_rules(rules_file, _OPTION_NAMES["rules_file"]) if rules_file else ()
+    return Settings(**values, command=command, output=given.get("output"), rules=rules)

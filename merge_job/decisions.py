@@ -78,6 +78,7 @@ class IndexPlan:
     primary_only: bool = field(default=False, compare=False)  # send `primary_only=true`
     # The copies as planning read them: the first merges' check at their turn reuses them.
     copies: tuple[ShardCopy, ...] = field(default=(), compare=False, repr=False)
+    rule: str = ""  # the rules file's rule that decided ("" without a rules file)
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,12 @@ class PatternWarning:
 
     kind: str  # "include" or "exclude"
     pattern: str
+    rule: str = ""  # the rule that names it, with a rules file
 
     @property
     def message(self) -> str:
-        return f"{self.kind} pattern {self.pattern!r} matches no index, alias or data stream"
+        where = f"rule {self.rule}: " if self.rule else ""
+        return f"{where}{self.kind} pattern {self.pattern!r} matches no index, alias or data stream"
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class Plan:
     pattern_warnings: tuple[PatternWarning, ...] = ()
     include_patterns_given: bool = False
     engine: str = OPENSEARCH  # engines.OPENSEARCH or engines.ELASTICSEARCH
+    rules: tuple[str, ...] = ()  # the rules file's rule names, in order (none without one)
 
     @property
     def merges(self) -> list[IndexPlan]:

@@ -20,7 +20,7 @@ from merge_job.errors import ExitCode, UnreachableError
 from merge_job.metrics import push_run
 from merge_job.options import AuthMode
 from merge_job.plan import build_plan
-from merge_job.report import plan_json, plan_table, run_summary
+from merge_job.report import plan_json, plan_table, rule_counts, run_summary
 from merge_job.scheduler import RunResult, Scheduler, health_gate
 
 log = structlog.get_logger(__name__)
@@ -85,6 +85,8 @@ def _summarise(
     but is not a quiet night. Returns `code`.
     """
     fields = run_summary(plan, result, int(code), reason)
+    if plan.rules:
+        fields["rules"] = rule_counts(plan, result)
     level = log.warning if fields.get("warnings") else log.info
     level("run_summary", **fields)
     push_run(settings, plan, result, int(code), started)
@@ -115,9 +117,15 @@ def run(
             index=item.index,
             reason=item.reason.value if item.reason else None,
             detail=item.detail,
+            **({"rule": item.rule} if item.rule else {}),
         )
     for item in plan.merges:
-        log.info("plan_merge", index=item.index, detail=item.detail)
+        log.info(
+            "plan_merge",
+            index=item.index,
+            detail=item.detail,
+            **({"rule": item.rule} if item.rule else {}),
+        )
     for warning in plan.pattern_warnings:
         log.warning(
             "pattern_matches_nothing",

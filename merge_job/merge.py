@@ -142,7 +142,7 @@ class IndexMerge:
         self.task_id: str | None = None
         self.forcemerge_sent = False  # from the first POST on, the cluster may be merging
         self.timeout_at = 0.0
-        self.outcome = MergeOutcome(self.index, Status.FAILED)
+        self.outcome = MergeOutcome(self.index, Status.FAILED, rule=item.rule)
         # Pace of the current POLL or WATCH, reset when either is entered.
         self._delay = pacing.poll_initial_s
         self._idle_checks = 0
@@ -254,6 +254,7 @@ class IndexMerge:
             mode="task" if self.mode is Mode.TASK else "blocking",
             primary_bytes=primaries,
             params=forcemerge_params(self.settings, self.item),
+            **self.outcome.rule_field(),
         )
         self._go(Step.SUBMIT)
 

@@ -72,6 +72,32 @@ def index_counts(plan: Plan | None, result: RunResult | None) -> dict[tuple[str,
     return counts
 
 
+def rule_index_counts(plan: Plan, result: RunResult | None) -> dict[tuple[str, str, str], int]:
+    """With a rules file: (outcome, reason, rule) -> number of indices, every rule's
+    outcomes pushed (zeros included); rule is "" for indices no rule selected."""
+    counts = {(outcome, "", rule): 0 for outcome in OUTCOMES for rule in plan.rules}
+    rule_of = {item.index: item.rule for item in plan.indices}
+    for item in plan.skips:
+        key = ("skipped", item.reason.value if item.reason else "", item.rule)
+        counts[key] = counts.get(key, 0) + 1
+    if result is None:
+        for item in plan.merges:
+            counts["not_started", "", item.rule] += 1
+        return counts
+    for outcome in result.outcomes:
+        rule = rule_of.get(outcome.index, "")
+        if outcome.status is Status.SKIPPED:
+            key = ("skipped", outcome.reason.value if outcome.reason else "", rule)
+        else:
+            key = (outcome.status.value, "", rule)
+        counts[key] = counts.get(key, 0) + 1
+    for index in result.not_started:
+        counts["not_started", "", rule_of.get(index, "")] += 1
+    for index in result.still_running:
+        counts["still_running", "", rule_of.get(index, "")] += 1
+    return counts
+
+
 def _merged(result: RunResult | None) -> list[MergeOutcome]:
     if result is None:
         return []
@@ -117,14 +143,24 @@ def build_registry(
         registry=registry,
     ).set(exit_code)
 
-    indices = gauge(
-        "merge_job_indices",
-        "Indices of the last run by outcome (skipped ones by reason).",
-        ["outcome", "reason"],
-        registry=registry,
-    )
-    for (outcome, reason), count in sorted(index_counts(plan, result).items()):
-        indices.labels(outcome=outcome, reason=reason).set(count)
+    if plan is not None and plan.rules:  # a rules file: the same family with a `rule` label
+        by_rule = gauge(
+            "merge_job_indices",
+            "Indices of the last run by outcome (skipped ones by reason) and rule.",
+            ["outcome", "reason", "rule"],
+            registry=registry,
+        )
+        for (outcome, reason, rule), count in sorted(rule_index_counts(plan, result).items()):
+            by_rule.labels(outcome=outcome, reason=reason, rule=rule).set(count)
+    else:
+        indices = gauge(
+            "merge_job_indices",
+            "Indices of the last run by outcome (skipped ones by reason).",
+            ["outcome", "reason"],
+            registry=registry,
+        )
+        for (outcome, reason), count in sorted(index_counts(plan, result).items()):
+            indices.labels(outcome=outcome, reason=reason).set(count)
 
     merged = _merged(result)
     segments = gauge(

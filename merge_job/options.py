@@ -146,6 +146,16 @@ OPTIONS: tuple[Option, ...] = (
         default="0.1",
     ),
     Option(
+        "rules_file",
+        "MERGE_RULES_FILE",
+        ("--rules",),
+        str.strip,
+        "rules file: index families each with its own patterns and per-index settings; "
+        "the first rule that selects an index decides, unnamed settings are the run's",
+        "path to a YAML file (schemas/rules.schema.json)",
+        default_label="unset: one family, the run's settings",
+    ),
+    Option(
         "deadline",
         "MERGE_DEADLINE",
         ("--deadline",),

@@ -39,6 +39,11 @@ class MergeOutcome:
     verify_s: float = 0.0  # of duration_s: after the cluster was done, verifying
     deleted_before: int | None = None
     deleted_after: int | None = None
+    rule: str = ""  # the rules file's rule that planned it
+
+    def rule_field(self) -> dict[str, str]:
+        """`rule=<name>` for an event, only when a rules file is in use."""
+        return {"rule": self.rule} if self.rule else {}
 
 
 def log_outcome(outcome: MergeOutcome) -> None:
@@ -50,6 +55,7 @@ def log_outcome(outcome: MergeOutcome) -> None:
             reason=outcome.reason.value if outcome.reason else None,
             detail=outcome.detail,
             stage="execute",
+            **outcome.rule_field(),
         )
         return
     level = log.info if outcome.status is Status.MERGED else log.error
@@ -67,4 +73,5 @@ def log_outcome(outcome: MergeOutcome) -> None:
         deleted_after=outcome.deleted_after,
         duration_s=outcome.duration_s,
         verify_s=outcome.verify_s,
+        **outcome.rule_field(),
     )

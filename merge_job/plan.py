@@ -6,6 +6,7 @@ rule is tested over recorded API responses. `run` and `plan` use this same funct
 
 from __future__ import annotations
 
+import copy as shallow
 import dataclasses
 import datetime as dt
 import re
@@ -379,7 +380,9 @@ def build_plan(snapshot: ClusterSnapshot, settings: Settings, now: dt.datetime) 
     by name.
     """
     planner = _Planner(snapshot, settings, now)
-    decisions = [planner.decide(info) for info in snapshot.indices.values()]
+    rules = _RulePlanners(planner, settings) if settings.rules else None
+    decide = rules.decide if rules is not None else planner.decide
+    decisions = [decide(info) for info in snapshot.indices.values()]
     merges = sorted(
         (d for d in decisions if d.decision is Decision.MERGE),
         key=lambda d: (-(d.age_seconds or 0.0), d.index),
@@ -390,7 +393,57 @@ def build_plan(snapshot: ClusterSnapshot, settings: Settings, now: dt.datetime) 
         health=snapshot.health,
         async_forcemerge=snapshot.version.async_forcemerge,
         indices=(*merges, *skips),
-        pattern_warnings=planner.pattern_warnings(),
-        include_patterns_given=bool(settings.index_patterns),
+        pattern_warnings=planner.pattern_warnings() if rules is None else rules.pattern_warnings(),
+        include_patterns_given=bool(settings.index_patterns) or rules is not None,
         engine=engine_of(snapshot.version).name,
+        rules=tuple(rule.name for rule in settings.rules),
     )
+
+
+class _RulePlanners:
+    """A rules file's planners: one per rule over the same snapshot (rules.py)."""
+
+    def __init__(self, planner: _Planner, settings: Settings) -> None:
+        self.planners = [
+            (rule.name, self._for_rule(planner, settings.for_rule(rule.name)))
+            for rule in settings.rules
+        ]
+
+    @staticmethod
+    def _for_rule(planner: _Planner, settings: Settings) -> _Planner:
+        """The planner under one rule's settings; the cluster-wide facts read once are
+        shared, so a rule costs no request and no pass over the snapshot."""
+        ruled = shallow.copy(planner)
+        ruled.settings = settings
+        ruled.patterns = settings.index_patterns or ("*",)
+        return ruled
+
+    @staticmethod
+    def _selection(planner: _Planner, info: IndexInfo) -> _Objection:
+        """Whether the planner's patterns select the index (None) or why not."""
+        stream = planner.stream_of.get(info.name)
+        return planner._selection(_Facts(info, stream, (), None, "", (), Readiness(None)))
+
+    def decide(self, info: IndexInfo) -> IndexPlan:
+        """The first rule that selects the index decides it. An index no rule selects is
+        skipped: excluded or hidden by the first rule that says so, else not selected."""
+        objections: list[tuple[str, _Planner, SkipReason]] = []
+        for name, planner in self.planners:
+            objection = self._selection(planner, info)
+            if objection is None:
+                return dataclasses.replace(planner.decide(info), rule=name)
+            objections.append((name, planner, objection[0]))
+        for name, planner, reason in objections:
+            if reason is not SkipReason.NOT_SELECTED:
+                return dataclasses.replace(planner.decide(info), rule=name)
+        unselected = self.planners[0][1].decide(info)
+        return dataclasses.replace(unselected, detail="matches no rule's include pattern")
+
+    def pattern_warnings(self) -> tuple[PatternWarning, ...]:
+        """Each pattern matching nothing once, with the first rule that names it."""
+        warnings: dict[tuple[str, str], PatternWarning] = {}
+        for name, planner in self.planners:
+            for warning in planner.pattern_warnings():
+                key = (warning.kind, warning.pattern)
+                warnings.setdefault(key, dataclasses.replace(warning, rule=name))
+        return tuple(warnings.values())

@@ -12,8 +12,9 @@ from merge_job.outcome import Status
 from merge_job.scheduler import RunResult
 
 
-def index_entry(item: IndexPlan) -> dict[str, Any]:
-    return {
+def index_entry(item: IndexPlan, rules: bool = False) -> dict[str, Any]:
+    """One index of the plan document; `rule` (its rule, null if none) with a rules file."""
+    entry = {
         "index": item.index,
         "decision": item.decision.value,
         "reason": item.reason.value if item.reason else None,
@@ -22,6 +23,9 @@ def index_entry(item: IndexPlan) -> dict[str, Any]:
         "store_bytes": item.store_bytes,
         "age_seconds": item.age_seconds,
     }
+    if rules:
+        entry["rule"] = item.rule or None
+    return entry
 
 
 def plan_document(plan: Plan, settings: Settings) -> dict[str, Any]:
@@ -30,7 +34,7 @@ def plan_document(plan: Plan, settings: Settings) -> dict[str, Any]:
         "cluster": {"engine": plan.engine, "version": plan.version, "health": plan.health},
         "settings": settings.redacted(),
         "warnings": plan.summary_warnings(),
-        "indices": [index_entry(item) for item in plan.indices],
+        "indices": [index_entry(item, bool(plan.rules)) for item in plan.indices],
     }
 
 
@@ -61,20 +65,49 @@ def plan_table(plan: Plan) -> str:
         )
         for item in plan.indices
     ]
+    headers: tuple[str, ...] = ("index", "decision", "reason", "max seg/copy", "size", "age")
+    cells: list[tuple[object, ...]] = list(rows)
+    if plan.rules:  # the rule column only with a rules file
+        cells = [(*r[:6], item.rule, r[6]) for r, item in zip(rows, plan.indices, strict=True)]
+        headers = (*headers, "rule")
     # Imported here: only a table needs it (tabulate and wcwidth cost a JSON plan ~0.1 s).
     from tabulate import tabulate
 
-    table = tabulate(
-        rows,
-        headers=("index", "decision", "reason", "max seg/copy", "size", "age", "detail"),
-        tablefmt="simple",
-    )
+    table = tabulate(cells, headers=(*headers, "detail"), tablefmt="simple")
     header = (
         f"{plan.engine} {plan.version}, health {plan.health}: "
         f"{len(plan.merges)} to merge, {len(plan.skips)} skipped\n"
     )
     warnings = "".join(f"warning: {w}\n" for w in plan.summary_warnings())
     return header + warnings + table + "\n"
+
+
+def rule_counts(plan: Plan, result: RunResult | None) -> dict[str, dict[str, int]]:
+    """Per rule of a rules file: its indices merged, failed, skipped and remaining
+    (`run_summary.rules`); indices no rule selected are not counted."""
+    counts = {name: {"merged": 0, "failed": 0, "skipped": 0, "remaining": 0} for name in plan.rules}
+    rule_of = {item.index: item.rule for item in plan.indices}
+    for item in plan.skips:
+        if item.rule:
+            counts[item.rule]["skipped"] += 1
+    if result is None:
+        for item in plan.merges:
+            counts[item.rule]["remaining"] += 1
+        return counts
+    for outcome in result.outcomes:
+        rule = rule_of.get(outcome.index, "")
+        if not rule:
+            continue
+        if outcome.status is Status.MERGED:
+            counts[rule]["merged"] += 1
+        elif outcome.status in (Status.FAILED, Status.TIMED_OUT):
+            counts[rule]["failed"] += 1
+        elif outcome.status is Status.SKIPPED:
+            counts[rule]["skipped"] += 1
+    for index in [*result.not_started, *result.still_running]:
+        if rule_of.get(index):
+            counts[rule_of[index]]["remaining"] += 1
+    return counts
 
 
 def run_summary(

@@ -297,7 +297,7 @@ class Scheduler:
     def _start(self, item: IndexPlan, finished: queue.Queue[_Report]) -> IndexMerge:
         merge = IndexMerge(
             self.cluster,
-            self.settings,
+            self.settings.for_rule(item.rule),  # its rule's max_num_segments etc.
             item,
             mode=self.mode,
             stop=self.stop,
@@ -388,7 +388,9 @@ class Scheduler:
             outcome.detail = f"the force-merge finished but could not be verified: {err}"
         except Exception as err:  # a bug or an unexpected API answer fails this index only
             log.exception("merge_error", index=merge.index)
-            outcome = MergeOutcome(merge.index, Status.FAILED, detail=f"unexpected error: {err}")
+            outcome = MergeOutcome(
+                merge.index, Status.FAILED, detail=f"unexpected error: {err}", rule=merge.item.rule
+            )
         outcome.duration_s = round(self.clock() - start, 3)
         log_outcome(outcome)
         finished.put(_Finished(merge, outcome))

@@ -13,11 +13,15 @@ import io
 import json
 import os
 import string
+import tempfile
 import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -132,6 +136,10 @@ STRATEGIES: dict[str, st.SearchStrategy[str]] = {
     "metrics_cluster": st.one_of(
         st.tuples(_LETTERS, st.sampled_from(list(' /"{},=*')), _LETTERS).map("".join),
         st.text(string.ascii_lowercase, min_size=129, max_size=140),
+    ),
+    # A rules file that is not there; bad contents are generated below.
+    "rules_file": st.text(string.ascii_letters, min_size=1, max_size=10).map(
+        lambda n: f"/nonexistent-merge-job/{n}.yaml"
     ),
     "log_format": _not_in("auto", "json", "console"),
     "log_level": _not_in("debug", "info", "warning", "error"),
@@ -249,6 +257,75 @@ def test_a_ca_bundle_with_verification_off_exits_2(listener: RecordingProxy) -> 
     assert code == 2
     [error] = [e for e in events if e.get("event") == "config_error"]
     assert "MERGE_CA_BUNDLE" in str(error["error"]) and "MERGE_VERIFY_TLS" in str(error["error"])
+    assert listener.connections == 0
+
+
+# -- bad rules files -------------------------------------------------------------------
+
+# Wrong values for each key of a rule: the settings' own bad values (a rules file goes
+# through the same parsers), and values of the right YAML type that the parser refuses.
+_RULE_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "index_patterns": st.one_of(
+        _BAD_PATTERNS.map(lambda p: [p]),
+        st.just("logs-*"),  # a string, not a list
+        st.sampled_from([["a,b"], [""], [3]]),
+    ),
+    "exclude_patterns": _BAD_PATTERNS.map(lambda p: ["logs-*", p]),
+    "min_age": st.one_of(_DURATION, st.integers(-(10**6), -1)),
+    "name_date_format": st.one_of(_BAD_DATE_FORMAT, st.just(7)),
+    "max_num_segments": st.one_of(_INT_AT_LEAST_ONE, st.integers(-100, 0), st.just(True)),
+    "only_expunge_deletes": st.one_of(_not_in("true", "false"), st.just(1)),
+    "min_deleted_ratio": st.one_of(
+        st.floats(1.0001, 1e9), st.floats(-1e9, -0.0001), _NON_NUMBER, st.just([0.5])
+    ),
+}
+_UNKNOWN_KEYS = st.text(string.ascii_lowercase + "_", min_size=1, max_size=16).filter(
+    lambda k: k not in {"name", *_RULE_VALUES}
+)
+
+
+@st.composite
+def _bad_rules(draw: st.DrawFn) -> tuple[dict[str, Any], int, str]:
+    """A rules file with valid rules around one bad key of rule `position`."""
+    rules: list[dict[str, Any]] = [
+        {"name": f"family-{n}", "index_patterns": [f"family-{n}-*"], "min_age": "1d"}
+        for n in range(draw(st.integers(1, 4)))
+    ]
+    position = draw(st.integers(0, len(rules) - 1))
+    if draw(st.booleans()):
+        key = draw(st.sampled_from(sorted(_RULE_VALUES)))
+        rules[position][key] = draw(_RULE_VALUES[key], label=key)
+    else:
+        key = draw(_UNKNOWN_KEYS, label="unknown key")
+        rules[position][key] = "1d"
+    return {"rules": rules}, position, key
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    report_multiple_bugs=False,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(case=_bad_rules(), as_flag=st.booleans())
+def test_a_bad_rules_file_exits_2_naming_the_rule_and_key(
+    case: tuple[dict[str, Any], int, str], as_flag: bool, listener: RecordingProxy
+) -> None:
+    document, position, key = case
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "rules.yaml"
+        path.write_text(yaml.safe_dump(document))
+        env = {"ES_DOMAIN_ENDPOINT": listener.url}
+        if as_flag:
+            code, events = _run_main(["run", "--rules", str(path)], env)
+        else:
+            code, events = _run_main(["run"], {**env, "MERGE_RULES_FILE": str(path)})
+    assert code == 2, (document, events)
+    [error] = [e for e in events if e.get("event") == "config_error"]
+    message = str(error["error"])
+    assert "MERGE_RULES_FILE / --rules" in message, message
+    assert f"rules[{position}]" in message and repr(key)[1:-1] in message, message
+    assert "expected" in message or "accepted keys" in message, message
     assert listener.connections == 0
 
 
