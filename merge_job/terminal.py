@@ -57,6 +57,17 @@ _SHOWN_BY_THE_VIEW = frozenset(
         "run_summary",
     }
 )
+
+
+def merge_target(settings: Settings, plan: Plan | None = None, index: str = "") -> str:
+    """What a merge aims at: its rule's target with a rules file, else the run's."""
+    rule = next((i.rule for i in plan.merges if i.index == index), "") if plan else ""
+    settings = settings.for_rule(rule)
+    if settings.only_expunge_deletes:
+        return "expunge deletes"
+    return f"{settings.max_num_segments} seg"
+
+
 # --- what the view knows ---------------------------------------------------------------
 
 
@@ -132,9 +143,7 @@ class RunView:
 
     @property
     def target(self) -> str:
-        if self.settings.only_expunge_deletes:
-            return "expunge deletes"
-        return f"{self.settings.max_num_segments} seg"
+        return merge_target(self.settings)
 
     # -- inputs ---------------------------------------------------------------------
 
@@ -268,7 +277,7 @@ class RunView:
                 escape(merge.index),
                 units.size(merge.size),
                 f"{merge.segments_before if merge.segments_before is not None else '?'} → "
-                f"{self.target}",
+                f"{merge_target(self.settings, self._state.plan, merge.index)}",
                 units.duration(self.clock() - merge.started),
                 bar,
                 note,
@@ -398,6 +407,8 @@ class RunView:
             f" (merged indices' size before - after), "
             f"wall time {units.duration(self.clock() - self.started)}",
         ]
+        for rule, counts in (summary.get("rules") or {}).items():  # with a rules file
+            lines.append(f"rule {rule}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         return Text("\n".join(lines))
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from merge_job.cluster_state import parse_snapshot
+from merge_job.cli import main
+from merge_job.cluster_state import PLANNING_REQUESTS, parse_snapshot
 from merge_job.config import Settings, parse_settings
 from merge_job.decisions import Decision
 from merge_job.errors import ConfigError
@@ -23,9 +24,14 @@ from merge_job.plan import build_plan
 from merge_job.report import plan_document, plan_table, rule_counts
 from merge_job.rules import Rule, json_schema, load_rules, parse_rules, shadowed
 from merge_job.scheduler import RunResult
+from merge_job.terminal import merge_target
 from merge_job.values import parse_duration
 from testing.paths import REPO
+from tests.unit.test_cli import Replay, clean_env, events, replay
 from tests.unit.test_plan import load, newest_creation
+
+# The CLI tests' environment (autouse): a clean MERGE_*/LOG_* environment, logging reset.
+__all__ = ["clean_env"]
 
 SCHEMA = REPO / "schemas" / "rules.schema.json"
 ENDPOINT = {"ES_DOMAIN_ENDPOINT": "http://127.0.0.1:9200"}
@@ -326,3 +332,44 @@ def test_plan_outputs_carry_the_rule(responses: dict[str, Any]) -> None:
         if s.labels == {"outcome": "merged", "reason": "", "rule": plan.merges[0].rule}
     ]
     assert merged_logs == [1.0]
+
+
+def test_ten_rules_plan_with_the_requests_of_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`plan --rules` over recorded answers: the same planning requests as without rules,
+    the rule in the document and in every plan event, and a shadowed rule warned."""
+    rules = [
+        {"name": f"logs-{day}", "index_patterns": [f"logs-2026.11.0{day}"], "max_num_segments": day}
+        for day in range(1, 8)
+    ]
+    rules += [
+        {"name": "deletes", "index_patterns": ["deletes-*"], "only_expunge_deletes": True},
+        {"name": "app", "index_patterns": ["app"], "min_age": "365d"},
+        {"name": "late-logs", "index_patterns": ["logs-2026.11.01"]},  # shadowed by logs-1
+    ]
+    transport = replay(monkeypatch, Replay())
+    assert main(["plan", "--output", "json", "--rules", rules_file(tmp_path, rules)]) == 0
+    assert len(transport.calls) == len(PLANNING_REQUESTS)
+    out, err = capsys.readouterr()
+    entries = {e["index"]: e for e in json.loads(out)["indices"]}
+    assert entries["logs-2026.11.03"]["rule"] == "logs-3"
+    assert entries["logs-2026.11.03"]["detail"].startswith("max 5 segments per copy -> 3")
+    assert entries["app-000001"]["rule"] == "app"  # selected by its alias' name
+    logged = events(err)
+    [warning] = [e for e in logged if e["event"] == "rule_shadowed"]
+    assert warning["detail"].startswith("rules[9] (late-logs) is shadowed by rules[0] (logs-1)")
+    plan_events = [e for e in logged if e["event"] in {"plan_skip", "plan_merge"}]
+    assert all(e.get("rule") == entries[e["index"]]["rule"] for e in plan_events)
+    [summary] = [e for e in logged if e["event"] == "run_summary"]
+    assert list(summary["rules"]) == [r["name"] for r in rules]
+    assert summary["rules"]["late-logs"] == {"merged": 0, "failed": 0, "skipped": 0, "remaining": 0}
+
+
+def test_the_live_target_is_the_rules(responses: dict[str, Any]) -> None:
+    now = newest_creation(responses) + dt.timedelta(days=2)
+    settings = _settings(*FAMILIES)
+    plan = build_plan(parse_snapshot(responses), settings, now)
+    assert merge_target(settings, plan, "logs-2026.11.01") == "3 seg"
+    assert merge_target(settings, plan, "deletes-2026.10.02") == "expunge deletes"
+    assert merge_target(settings) == "1 seg"
