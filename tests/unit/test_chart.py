@@ -21,6 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from merge_job.rules import json_schema, parse_rules
 from testing.chart import (
     CHART,
     ENDPOINT,
@@ -352,6 +353,9 @@ def test_schedule_values() -> None:
         (["--set", "serviceAccount.roleArn=merge-job-role"], "roleArn"),
         (["--set", "backoffLimit=-1"], "backoffLimit"),
         (["--set", "image.digest=latest"], "digest"),
+        (["--set", "rules[0].name=logs", "--set", "rules[0].min_ag=1d"], "min_ag"),
+        (["--set", "rules[0].max_num_segments=2"], "name"),  # a rule needs its name
+        (["--set-json", 'rules=[{"name":"logs","max_num_segments":"two"}]'], "max_num_segments"),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
 )
@@ -359,6 +363,47 @@ def test_schema_rejects_bad_values(args: list[str], complaint: str) -> None:
     result = run([tool("helm"), "template", RELEASE, str(CHART), *args])
     assert result.returncode != 0, f"accepted {args}"
     assert complaint in result.stderr, result.stderr
+
+
+# --- rules ---------------------------------------------------------------------------------
+
+
+def test_the_schema_of_a_rule_is_the_rules_files() -> None:
+    chart_schema = json.loads((CHART / "values.schema.json").read_text())
+    assert chart_schema["properties"]["rules"]["items"] == json_schema()["$defs"]["rule"]
+
+
+def test_rules_render_into_a_read_only_config_map_the_job_reads() -> None:
+    values = CHART / "ci" / "rules-values.yaml"
+    docs = helm_template("-f", str(values))
+    [config_map] = by_kind(docs, "ConfigMap")
+    document = yaml.safe_load(config_map["data"]["rules.yaml"])
+    rules = parse_rules(document)  # the job accepts what the chart renders
+    assert [r.name for r in rules] == ["logs", "metrics", "customers"]
+    assert document == {"rules": yaml.safe_load(values.read_text())["rules"]}
+    spec = pod_spec(docs)
+    [container] = spec["containers"]
+    assert container_env(docs)["MERGE_RULES_FILE"] == "/etc/merge-job/rules.yaml"
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "rules"]
+    assert mount == {"name": "rules", "mountPath": "/etc/merge-job", "readOnly": True}
+    [volume] = [v for v in spec["volumes"] if v["name"] == "rules"]
+    assert volume["configMap"]["name"] == config_map["metadata"]["name"]
+
+
+def test_a_change_of_rules_changes_only_the_config_map() -> None:
+    """A CronJob's Jobs read the ConfigMap when they start: nothing else needs to roll."""
+    values = str(CHART / "ci" / "rules-values.yaml")
+    before = helm_template("-f", values)
+    after = helm_template("-f", values, "--set", "rules[1].min_age=14d")
+    changed = [b["kind"] for b, a in zip(before, after, strict=True) if b != a]
+    assert changed == ["ConfigMap"]
+
+
+def test_no_rules_render_no_config_map_nor_rules_file() -> None:
+    docs = helm_template(*ONLY_ENDPOINT)
+    assert by_kind(docs, "ConfigMap") == []
+    assert "MERGE_RULES_FILE" not in container_env(docs)
+    assert all(v["name"] != "rules" for v in pod_spec(docs)["volumes"])
 
 
 def render_notes(tmp_path: Path, *args: str) -> str:
@@ -537,6 +582,10 @@ def test_production_environment() -> None:
     env = container_env(docs)
     assert env["MERGE_DRY_RUN"] == "false"
     assert env["MERGE_AUTH"] == "auto"  # SigV4 for the *.es.amazonaws.com endpoint
+    [rules] = by_kind(docs, "ConfigMap")
+    families = parse_rules(yaml.safe_load(rules["data"]["rules.yaml"]))
+    assert [rule.name for rule in families] == ["logs", "metrics", "customers"]
+    assert env["MERGE_RULES_FILE"] == "/etc/merge-job/rules.yaml"
 
 
 def test_helmfile_installed_switch(tmp_path: Path) -> None:

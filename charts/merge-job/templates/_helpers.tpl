@@ -77,6 +77,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- required "config.endpoint is required: the OpenSearch endpoint to merge (ES_DOMAIN_ENDPOINT), as https://host[:port], http://host[:port] or a bare host meaning https; e.g. --set config.endpoint=https://search-<domain>.<region>.es.amazonaws.com" .Values.config.endpoint }}
 {{- end }}
 
+{{/* The ConfigMap holding the rules file (.Values.rules). */}}
+{{- define "merge-job.rulesConfigMap" -}}
+{{- printf "%s-rules" (include "merge-job.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{/* The container environment rendered from .Values.config (names from docs/contract.md). */}}
 {{- define "merge-job.env" -}}
 {{- $c := .Values.config }}
@@ -112,6 +117,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- include "merge-job.envVar" (list "MERGE_METRICS_CLUSTER" .Values.metrics.pushgateway.cluster) }}
 {{- include "merge-job.envVar" (list "LOG_FORMAT" $c.logFormat) }}
 {{- include "merge-job.envVar" (list "LOG_LEVEL" $c.logLevel) }}
+{{- if .Values.rules }}
+- name: MERGE_RULES_FILE
+  value: /etc/merge-job/rules.yaml
+{{- end }}
 {{- end }}
 
 {{/* Seconds without a successful run after which the MergeJobNoRecentSuccess alert fires. */}}
