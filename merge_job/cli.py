@@ -34,6 +34,9 @@ def _fallback_log_format() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (see docs/contract.md)."""
     started = time.monotonic()
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["convert-curator"]:  # no cluster, no settings: a file in, a file out
+        return convert_curator(args[1:])
     try:
         settings = parse_settings(argv)
     except SystemExit as done:  # --help / --version
@@ -94,6 +97,37 @@ def main(argv: list[str] | None = None) -> int:
         if view is not None:
             view.finish(code)
     return code
+
+
+def convert_curator(argv: list[str]) -> int:
+    """`merge-job convert-curator ACTION_FILE`: the rules file on stdout; exit 0 when all
+    of it converted, 5 when something was left out (commented), 2 for a bad file."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="merge-job convert-curator",
+        description="Print a rules file (MERGE_RULES_FILE) equivalent to a Curator action "
+        "file's forcemerge actions; every line that cannot be carried over becomes a "
+        "comment saying why.",
+    )
+    parser.add_argument("action_file", help="a Curator 5.x/8.x action file (YAML)")
+    path = parser.parse_args(argv).action_file
+    from merge_job.curator import convert
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            conversion = convert(file.read(), path)
+    except (OSError, ValueError) as err:
+        sys.stderr.write(f"merge-job convert-curator: {err}\n")
+        return int(ExitCode.BAD_CONFIG)
+    sys.stdout.write(conversion.text)
+    if conversion.dropped:
+        sys.stderr.write(
+            f"merge-job convert-curator: {len(conversion.dropped)} item(s) not carried over "
+            "(commented in the output):\n" + "".join(f"  {d}\n" for d in conversion.dropped)
+        )
+        return int(ExitCode.CONVERSION_INCOMPLETE)
+    return int(ExitCode.OK)
 
 
 def _terminal_view(

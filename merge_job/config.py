@@ -184,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(
         prog="merge-job",
         description="Force-merge OpenSearch indices safely: plan, then merge one index at a "
-        "time (or one per node), verifying segment counts. Without a subcommand, `run`.",
+        "time (or one per node), verifying segment counts. Without a subcommand, `run`. "
+        "`merge-job convert-curator ACTION_FILE` prints a rules file (--rules) for a Curator "
+        "action file's forcemerge actions.",
         epilog=_exit_codes_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[parent],

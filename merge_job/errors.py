@@ -21,6 +21,7 @@ class ExitCode(IntEnum):
     BAD_CONFIG = 2
     UNREACHABLE = 3
     INTERRUPTED = 4
+    CONVERSION_INCOMPLETE = 5
 
     @property
     def meaning(self) -> str:
@@ -37,6 +38,8 @@ _MEANINGS = {
     "does not support, or failed the health gate",
     ExitCode.INTERRUPTED: "stopped by the deadline or SIGTERM with work left; running merges "
     "go on server-side",
+    ExitCode.CONVERSION_INCOMPLETE: "convert-curator only: the rules file was printed, but part "
+    "of the action file could not be carried over (a comment on each such line says why)",
 }
 
 
