@@ -2,18 +2,25 @@
 
     python -m benchmarks.planning [--sizes 100,1000,3000] [--url http://127.0.0.1:9200]
     python -m benchmarks.planning --synthetic 1000,3000,10000   # no node: a loopback stub
+    python -m benchmarks.planning --sizes 3000 --rules 1,10     # the same plan, rules files
 
 Indices are made once, in increasing N (the first N of one list of daily indices), each
 with a few segments so every one is planned as a merge. The job talks to the node through
 a recording proxy on loopback, which counts every request it sends. `--synthetic` plans
 against a stub answering for made-up indices (benchmarks/synthetic.py): merge-job's own
 cost at sizes a test node cannot hold quickly, results in `planning-synthetic.json`.
+`--rules 1,10` plans each size once per rule count with a rules file (`rules_file()`)
+instead of the settings alone: the same selection split into that many families.
 """
 
 from __future__ import annotations
 
 import statistics
+import tempfile
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from benchmarks import common, data, synthetic
 from testing import cluster
@@ -34,10 +41,36 @@ TARGET_PLAN_S_AT_3000 = 1.5
 TARGET_RSS_MB = 150.0
 
 
-def plan_once(url: str) -> dict[str, Any]:
-    """One `merge-job plan --output json` through a recording proxy."""
+def rules_file(directory: Path, count: int, prefix: str = data.PREFIX) -> Path:
+    """`count` rules that split job_settings()'s selection by the day's last digit (one
+    rule takes them all when count is 1): every index goes through the rules in order
+    until one selects it, the last families after `count` checks."""
+    digits = [str(d) for d in range(10)]
+    groups = [digits[n::count] for n in range(count)] if count <= 10 else [[]] * count
+    rules = []
+    for number, group in enumerate(groups):
+        patterns = [f"{prefix}*{d}" for d in group] or [f"{prefix}never-{number}-*"]
+        if count == 1:
+            patterns = [f"{prefix}*"]
+        rules.append(
+            {
+                "name": f"family-{number}",
+                "index_patterns": patterns,
+                "name_date_format": "%Y.%m.%d",
+                "min_age": "1d",
+                "max_num_segments": 1,
+            }
+        )
+    path = directory / f"rules-{count}.yaml"
+    path.write_text(yaml.safe_dump({"rules": rules}, sort_keys=False))
+    return path
+
+
+def plan_once(url: str, rules: Path | None = None) -> dict[str, Any]:
+    """One `merge-job plan --output json` through a recording proxy (with a rules file)."""
+    extra = ["--rules", str(rules)] if rules is not None else []
     with recording_proxy(url) as proxy:
-        run = common.merge_job(proxy.url, "plan", "--output", "json", **job_settings())
+        run = common.merge_job(proxy.url, "plan", "--output", "json", *extra, **job_settings())
         requests_sent = len(proxy.requests)
     if run.exit_code != 0:
         raise RuntimeError(f"merge-job plan exited {run.exit_code}: {run.stderr[-2000:]}")
@@ -56,7 +89,32 @@ def plan_once(url: str) -> dict[str, Any]:
     }
 
 
-def measure(url: str, sizes: list[int], repeats: int) -> list[dict[str, Any]]:
+def _row(size: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "indices": size,
+        "planned_merges": runs[0]["planned_merges"],
+        "requests": max(r["requests"] for r in runs),
+        "plan_wall_s": round(statistics.median(r["wall_s"] for r in runs), 3),
+        "plan_in_process_s": round(statistics.median(r["plan_s"] for r in runs), 3),
+        "plan_cpu_s": round(statistics.median(r["cpu_s"] for r in runs), 3),
+        "peak_rss_mb": round(max(r["max_rss_mb"] for r in runs), 1),
+    }
+
+
+def measure_rules(url: str, size: int, counts: list[int], repeats: int) -> list[dict[str, Any]]:
+    """One row per rule count, the runs of each count interleaved with the others'."""
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {count: rules_file(Path(tmp), count) for count in counts}
+        runs: dict[int, list[dict[str, Any]]] = {count: [] for count in counts}
+        for _ in range(repeats):
+            for count in counts:
+                runs[count].append(plan_once(url, files[count]))
+    return [{"rules": count, **_row(size, runs[count])} for count in counts]
+
+
+def measure(
+    url: str, sizes: list[int], repeats: int, rule_counts: list[int] | None = None
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     names = data.index_names(max(sizes))
     if max(sizes) > 500:  # the default limit is 1,000 shards per node
@@ -65,6 +123,9 @@ def measure(url: str, sizes: list[int], repeats: int) -> list[dict[str, Any]]:
     for size in sorted(sizes):
         data.make_indices(url, names[made:size])
         made = size
+        if rule_counts:
+            rows += measure_rules(url, size, rule_counts, repeats)
+            continue
         runs = [plan_once(url) for _ in range(repeats)]
         rows.append(
             {
@@ -80,11 +141,19 @@ def measure(url: str, sizes: list[int], repeats: int) -> list[dict[str, Any]]:
     return rows
 
 
-def measure_synthetic(sizes: list[int], repeats: int) -> list[dict[str, Any]]:
+def measure_synthetic(
+    sizes: list[int], repeats: int, rule_counts: list[int] | None = None
+) -> list[dict[str, Any]]:
     """The same measures against a loopback stub answering for synthetic indices."""
     rows: list[dict[str, Any]] = []
     for size in sorted(sizes):
         with synthetic.synthetic_cluster(size) as url:
+            if rule_counts:
+                rows += [
+                    {"cluster": "synthetic stub", **row}
+                    for row in measure_rules(url, size, rule_counts, repeats)
+                ]
+                continue
             runs = [plan_once(url) for _ in range(repeats)]
         rows.append(
             {
@@ -115,6 +184,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         "(merge-job's own cost; e.g. 3000,10000)",
     )
     parser.add_argument(
+        "--rules",
+        default="",
+        help="rule counts: plan each size with a rules file of that many rules "
+        "(e.g. 1,10; default: no rules file)",
+    )
+    parser.add_argument(
         "--heap",
         default="2g",
         help="heap of the node it starts: 3,000 shards trip a 1g node's circuit breaker "
@@ -123,18 +198,20 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     synthetic_sizes = [int(s) for s in args.synthetic.split(",") if s.strip()]
+    rule_counts = [int(s) for s in args.rules.split(",") if s.strip()]
     if synthetic_sizes:
-        rows = measure_synthetic(synthetic_sizes, args.repeats)
+        rows = measure_synthetic(synthetic_sizes, args.repeats, rule_counts)
     else:
         with cluster.node_or_url(args.url, args.image, heap=args.heap) as url:
             try:
-                rows = measure(url, sizes, args.repeats)
+                rows = measure(url, sizes, args.repeats, rule_counts)
             finally:
                 if args.url and not args.keep:  # a node we started goes with its container
                     data.delete_indices(url)
     common.print_table("Planning at scale (merge-job plan, median of runs)", rows)
+    name = "planning-synthetic" if synthetic_sizes else "planning"
     path = common.write_results(
-        "planning-synthetic" if synthetic_sizes else "planning",
+        f"{name}-rules" if rule_counts else name,
         rows,
         {
             "settings": job_settings(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks import simulate, startup
+from benchmarks import planning, simulate, startup
 from testing.benchmark_results import results
 
 
@@ -39,3 +39,15 @@ def test_startup_smoke(tmp_path: Path) -> None:
     assert [row["measure"] for row in rows][1] == "merge-job --version"
     document = results(tmp_path, "startup")
     assert document["heavy_modules_imported_by_version"] == []
+
+
+def test_planning_with_rules_smoke(tmp_path: Path) -> None:
+    """`--rules 1,10` against the synthetic stub: one row per rule count, the same
+    requests and the same merges whatever the number of rules."""
+    rows = planning.main(
+        ["--synthetic", "30", "--rules", "1,10", "--repeats", "1", "--results-dir", str(tmp_path)]
+    )
+    assert [row["rules"] for row in rows] == [1, 10]
+    assert rows[0]["requests"] == rows[1]["requests"] <= planning.TARGET_REQUESTS
+    assert rows[0]["planned_merges"] == rows[1]["planned_merges"] == 30
+    results(tmp_path, "planning-synthetic-rules")
