@@ -117,7 +117,7 @@ def convert_curator(argv: list[str]) -> int:
     try:
         with open(path, encoding="utf-8") as file:
             conversion = convert(file.read(), path)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, ConfigError) as err:
         sys.stderr.write(f"merge-job convert-curator: {err}\n")
         return int(ExitCode.BAD_CONFIG)
     sys.stdout.write(conversion.text)

@@ -261,7 +261,9 @@ def _action(key: str, action: Mapping[str, Any]) -> _Rule:
 
 
 def _rule_lines(rule: _Rule, disabled: bool) -> list[str]:
-    body = [f"- name: action-{rule.action}"]
+    # A rule's name is a metrics label value: the action's key with other characters as `-`.
+    name = re.sub(r"[^A-Za-z0-9._:-]", "-", f"action-{rule.action}")[:128]
+    body = [f"- name: {name}"]
     body.append(f"  index_patterns: {json.dumps(rule.include or ['*'])}")
     if rule.exclude:
         body.append(f"  exclude_patterns: {json.dumps(rule.exclude)}")

@@ -324,6 +324,13 @@ def test_a_file_without_enabled_forcemerge_actions_converts_to_nothing_runnable(
     assert conversion.dropped[-1].startswith("no enabled forcemerge action")
 
 
+def test_an_action_key_becomes_a_rule_name() -> None:
+    text = action_file(f"{PATTERN}\n  kind: prefix\n  value: logs-").replace(
+        "  1:", "  nightly logs/1:"
+    )
+    assert list(rules_of(convert(text).text)) == ["action-nightly-logs-1"]
+
+
 def test_not_an_action_file() -> None:
     with pytest.raises(ValueError, match="expected a Curator action file"):
         convert("client:\n  hosts: [localhost]\n")
