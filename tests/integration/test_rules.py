@@ -7,12 +7,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from testing.chart import tool
-from testing.factories import daily_indices, plain_index, segment_counts
+from testing.factories import daily_indices, index_settings, plain_index, segment_counts
 from testing.job import run_job
 from testing.node import OpenSearchNode
 from testing.pushgateway import running_pushgateway
@@ -47,6 +48,20 @@ RULES = {
 }
 
 
+def customers_index(client: Any, name: str = "rl-customers") -> str:
+    """Updated documents: 6 segments of 20 documents, then a third of them deleted."""
+    client.indices.create(index=name, body={"settings": index_settings()})
+    for batch in range(6):
+        body: list[dict[str, Any]] = []
+        for doc in range(20):
+            body += [{"index": {"_index": name, "_id": f"{batch}-{doc}"}}, {"batch": batch}]
+        client.bulk(body=body, refresh="true")
+    deletes = [{"delete": {"_index": name, "_id": f"{b}-{d}"}} for b in (0, 1) for d in range(20)]
+    response = client.bulk(body=deletes, refresh="true")
+    assert not response.get("errors"), response
+    return name
+
+
 @pytest.mark.integration
 @pytest.mark.one_version
 def test_three_families_merge_by_their_own_rules_after_one_planning_pass(
@@ -57,10 +72,7 @@ def test_three_families_merge_by_their_own_rules_after_one_planning_pass(
     logs = daily_indices(client, "rl-logs", days=5, first_day=today - timedelta(days=5))
     old_logs, young_logs = set(logs[:3]), set(logs[3:])  # 5, 4, 3 days old; 2 and 1
     metrics = [plain_index(client, f"rl-metrics-{n}", segments=6) for n in (1, 2)]
-    customers = plain_index(client, "rl-customers", segments=6)
-    client.delete_by_query(
-        index=customers, body={"query": {"terms": {"batch": [0, 1]}}}, refresh=True
-    )
+    customers = customers_index(client)
     stray = plain_index(client, "rl-other", segments=6)  # no rule selects it
     rules = tmp_path / "rules.yaml"
     rules.write_text(yaml.safe_dump(RULES, sort_keys=False))
