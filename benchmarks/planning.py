@@ -2,15 +2,15 @@
 
     python -m benchmarks.planning [--sizes 100,1000,3000] [--url http://127.0.0.1:9200]
     python -m benchmarks.planning --synthetic 1000,3000,10000   # no node: a loopback stub
-    python -m benchmarks.planning --sizes 3000 --rules 1,10     # the same plan, rules files
+    python -m benchmarks.planning --sizes 3000 --rules 0,1,10   # no rules file, 1 and 10 rules
 
 Indices are made once, in increasing N (the first N of one list of daily indices), each
 with a few segments so every one is planned as a merge. The job talks to the node through
 a recording proxy on loopback, which counts every request it sends. `--synthetic` plans
 against a stub answering for made-up indices (benchmarks/synthetic.py): merge-job's own
 cost at sizes a test node cannot hold quickly, results in `planning-synthetic.json`.
-`--rules 1,10` plans each size once per rule count with a rules file (`rules_file()`)
-instead of the settings alone: the same selection split into that many families.
+`--rules 0,1,10` plans each size once per rule count with a rules file (`rules_file()`;
+0: the settings alone): the same selection split into that many families.
 """
 
 from __future__ import annotations
@@ -102,9 +102,10 @@ def _row(size: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def measure_rules(url: str, size: int, counts: list[int], repeats: int) -> list[dict[str, Any]]:
-    """One row per rule count, the runs of each count interleaved with the others'."""
+    """One row per rule count (0: no rules file), the runs of each count interleaved with
+    the others'."""
     with tempfile.TemporaryDirectory() as tmp:
-        files = {count: rules_file(Path(tmp), count) for count in counts}
+        files = {count: rules_file(Path(tmp), count) if count else None for count in counts}
         runs: dict[int, list[dict[str, Any]]] = {count: [] for count in counts}
         for _ in range(repeats):
             for count in counts:
@@ -186,8 +187,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument(
         "--rules",
         default="",
-        help="rule counts: plan each size with a rules file of that many rules "
-        "(e.g. 1,10; default: no rules file)",
+        help="rule counts: plan each size with a rules file of that many rules, 0 for none "
+        "(e.g. 0,1,10; default: no rules file)",
     )
     parser.add_argument(
         "--heap",
