@@ -437,6 +437,12 @@ def test_notes_state_the_schedule_and_a_manual_run(tmp_path: Path) -> None:
     assert "kubectl -n search create job --from=cronjob/nightly-merge-job" in notes
     assert "WARNING" not in notes
     assert "Endpoint: https://search.example:443\n" in notes
+    assert "Rules:" not in notes
+    with_rules = render_notes(tmp_path, "-f", str(CHART / "ci" / "rules-values.yaml"))
+    assert (
+        "Rules: 3 index families (logs, metrics, customers), from ConfigMap "
+        "nightly-merge-job-rules; the next run reads a change." in with_rules
+    )
 
 
 # --- helmfile ----------------------------------------------------------------------------
