@@ -321,6 +321,23 @@ def test_digest_overrides_tag() -> None:
         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
     )
     assert pod_spec(docs)["imagePullSecrets"] == [{"name": "regcred"}]
+    # The tag no longer picks the image; it still names the version people read.
+    for labels in (
+        cronjob_of(docs)["metadata"]["labels"],
+        cronjob_of(docs)["spec"]["jobTemplate"]["metadata"]["labels"],
+    ):
+        assert labels["app.kubernetes.io/version"] == "0.1.0"
+
+
+def test_digest_without_tag_labels_the_app_version() -> None:
+    digest = "sha256:" + "ab" * 32
+    docs = helm_template(*ONLY_ENDPOINT, "--set", f"image.digest={digest}")
+    [container] = pod_spec(docs)["containers"]
+    assert container["image"] == f"merge-job@{digest}"
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    assert cronjob_of(docs)["metadata"]["labels"]["app.kubernetes.io/version"] == app_version
+    # No pull secret unless one is named: the node's own credentials apply.
+    assert "imagePullSecrets" not in pod_spec(docs)
 
 
 def test_schedule_values() -> None:
@@ -352,6 +369,10 @@ def test_schedule_values() -> None:
         (["--set", "serviceAccount.roleArn=merge-job-role"], "roleArn"),
         (["--set", "backoffLimit=-1"], "backoffLimit"),
         (["--set", "image.digest=latest"], "digest"),
+        (["--set", "image.digest=sha256:" + "AB" * 32], "digest"),  # upper-case hex
+        (["--set", "image.digest=sha256:" + "ab" * 31], "digest"),  # 62 digits
+        (["--set", "image.digest=sha512:" + "ab" * 64], "digest"),  # not what registries pin
+        (["--set-json", 'imagePullSecrets=[{"nam": "regcred"}]'], "name"),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
 )
