@@ -578,6 +578,25 @@ def test_helmfile_installed_switch(tmp_path: Path) -> None:
     assert load_docs(result.stdout) == []
 
 
+def test_helmfile_registry_source_needs_a_chart_version(tmp_path: Path) -> None:
+    """`chartRegistry` without `chartVersion` stops with the message before any pull (a
+    registry on a closed loopback port would give a connection error instead)."""
+    for part in ("helmfile.yaml", "deploy", "environments", "charts"):
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / part)
+        else:
+            shutil.copy(source, tmp_path / part)
+    staging = tmp_path / "environments" / "staging.yaml"
+    values = yaml.safe_load(staging.read_text())
+    staging.write_text(yaml.safe_dump({**values, "chartRegistry": "127.0.0.1:9/merge-job/charts"}))
+
+    result = run([tool("helmfile"), "--environment", "staging", "template"], cwd=tmp_path)
+    assert result.returncode != 0
+    assert "chartVersion is required with chartRegistry" in result.stderr, result.stderr
+    assert "connection refused" not in result.stderr
+
+
 # --- docs/migrate.md ------------------------------------------------------------------------
 
 MIGRATE = REPO / "docs" / "migrate.md"
