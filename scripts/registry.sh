@@ -41,14 +41,8 @@ source "$here/e2e/lib/processes.sh"
 host_packages() {
   command -v openssl >/dev/null || die "needs openssl"
   command -v curl >/dev/null || die "needs curl"
-  command -v htpasswd >/dev/null && return 0
-  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
-    die "needs htpasswd (Debian: apt-get install apache2-utils) for the bcrypt password file"
-  fi
-  log "installing apache2-utils (htpasswd) from Debian"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -qq apache2-utils >/dev/null 2>&1 \
-    || { apt-get update -qq && apt-get install -y -qq apache2-utils >/dev/null; }
+  # htpasswd writes the bcrypt password file distribution reads.
+  debian_package htpasswd apache2-utils
 }
 
 # A CA of the registry's own and a server certificate for 127.0.0.1, which clients are
