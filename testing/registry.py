@@ -108,8 +108,12 @@ def released(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Re
     """scripts/release.sh run once against the session's registry, signing with a key pair
     made for the session (`cosign generate-key-pair`)."""
     keys = tmp_path_factory.mktemp("cosign")
-    cosign = Path(os.environ.get("MERGE_JOB_CACHE", Path.home() / ".cache" / "merge-job")) / "bin" / "cosign"
-    password = "session-signing-key"  # noqa: S105 - a throw-away key for this session only
+    cosign = (
+        Path(os.environ.get("MERGE_JOB_CACHE", Path.home() / ".cache" / "merge-job"))
+        / "bin"
+        / "cosign"
+    )
+    password = "session-signing-key"
     env = {
         **os.environ,
         "COSIGN_PASSWORD": password,

@@ -86,9 +86,7 @@ class Installed:
         assert result.returncode == 0, result.stderr
 
     def run_job(self, name: str, namespace: str = NAMESPACE) -> None:
-        self.kube.kubectl(
-            "-n", namespace, "create", "job", f"--from=cronjob/{RELEASE_NAME}", name
-        )
+        self.kube.kubectl("-n", namespace, "create", "job", f"--from=cronjob/{RELEASE_NAME}", name)
 
     def pod_of(self, job: str, namespace: str = NAMESPACE) -> dict[str, Any]:
         def one_pod() -> dict[str, Any] | None:
@@ -135,7 +133,10 @@ def pull_secret(kube: Kube, namespace: str, name: str, host: str, user: str, pas
 
 @pytest.fixture(scope="module")
 def installed(
-    k8s: Kube, released: Released, opensearch: OpenSearchNode, tmp_path_factory: pytest.TempPathFactory
+    k8s: Kube,
+    released: Released,
+    opensearch: OpenSearchNode,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Installed]:
     """The node told to trust the registry's CA, the namespaces with their pull secrets, and
     helm logged in to the registry; the install itself is the first scenario."""
@@ -155,7 +156,9 @@ def installed(
     assert login.returncode == 0, login.stderr
     for namespace in (NAMESPACE, HELMFILE_NAMESPACE):
         restricted_namespace(k8s, namespace)
-        pull_secret(k8s, namespace, PULL_SECRET, registry.host, registry.username, registry.password)
+        pull_secret(
+            k8s, namespace, PULL_SECRET, registry.host, registry.username, registry.password
+        )
     pull_secret(k8s, NAMESPACE, WRONG_PULL_SECRET, registry.host, registry.username, "not-it")
     wipe(opensearch.client)
     opensearch.audit.reset()
@@ -231,12 +234,14 @@ def test_wrong_pull_secret_leaves_the_pod_in_image_pull_backoff(installed: Insta
     [failed, *_] = wait_until(
         "a Failed event naming the registry's 401",
         PULL_TIMEOUT_S,
-        lambda: [
-            event
-            for event in installed.events(NAMESPACE, pod["metadata"]["name"], "Failed")
-            if "401 Unauthorized" in event["message"]
-        ]
-        or None,
+        lambda: (
+            [
+                event
+                for event in installed.events(NAMESPACE, pod["metadata"]["name"], "Failed")
+                if "401 Unauthorized" in event["message"]
+            ]
+            or None
+        ),
     )
     assert installed.released.image_by_digest in failed["message"]
     wait_until(
