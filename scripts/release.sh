@@ -128,7 +128,8 @@ image="$registry/merge-job:$version"
 log "pushing $local_image as $image"
 skopeo copy --quiet --format oci --retry-times 2 \
   --dest-authfile "$auth" "${skopeo_dest_tls[@]}" \
-  --digestfile "$work/image.digest" "docker-daemon:$local_image" "docker://$image"
+  --digestfile "$work/image.digest" "docker-daemon:$local_image" "docker://$image" \
+  || die "pushing $image failed: check REGISTRY_USERNAME, REGISTRY_PASSWORD and REGISTRY_CA_FILE (skopeo's error above)"
 image_digest=$(cat "$work/image.digest")
 repository="$registry/merge-job"
 
