@@ -305,7 +305,7 @@ def test_another_key_does_not_verify_the_signature(
         docker_config=docker_config,
     )
     assert result.returncode != 0
-    assert "no matching signatures" in result.stderr.lower() or "error" in result.stderr.lower()
+    assert "no matching" in result.stderr and "Found: 0" in result.stderr, result.stderr
 
 
 @pytest.fixture
@@ -360,7 +360,7 @@ def test_verification_fails_for_another_image_pushed_under_the_same_tag(
         docker_config=auth,
     )
     assert by_tag.returncode != 0, by_tag.stdout
-    assert now.removeprefix("sha256:") in by_tag.stderr or "no signatures" in by_tag.stderr.lower()
+    assert "no signatures found" in by_tag.stderr, by_tag.stderr
     subject = f"{registry.host}/{repository}@{tampered.output['image_digest']}"
     original = tampered.cosign(
         "verify",
