@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Build the pinned release tools from the Go module proxy into the tool cache: the OCI
-# registry server (CNCF distribution, run by scripts/registry.sh) and the signer (cosign,
-# used by scripts/release.sh and its tests).
+# The release tools: the OCI registry server (CNCF distribution, run by scripts/registry.sh)
+# and the signer (cosign, used by scripts/release.sh and its tests), built from the Go
+# module proxy into the tool cache; skopeo (pushes the image) and htpasswd (the registry's
+# password file) from Debian.
 #
-#   scripts/install-release-tools.sh [registry|cosign]...   default: both
+#   scripts/install-release-tools.sh [registry|cosign|debian]...   default: all three
 #                                        then: export PATH="${MERGE_JOB_CACHE:-$HOME/.cache/merge-job}/bin:$PATH"
 #   scripts/install-release-tools.sh --print-versions         the pinned versions, as shell assignments
 #
@@ -74,11 +75,15 @@ install_cosign() {
     "-X sigs.k8s.io/release-utils/version.gitVersion=$COSIGN_VERSION -X sigs.k8s.io/release-utils/version.gitTreeState=clean"
 }
 
-[ $# -gt 0 ] || set -- registry cosign
+[ $# -gt 0 ] || set -- registry cosign debian
 for tool in "$@"; do
   case "$tool" in
     registry) install_registry ;;
     cosign) install_cosign ;;
-    *) die "unknown tool $tool (registry, cosign)" ;;
+    debian)
+      debian_package skopeo skopeo
+      debian_package htpasswd apache2-utils
+      ;;
+    *) die "unknown tool $tool (registry, cosign, debian)" ;;
   esac
 done

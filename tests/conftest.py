@@ -25,9 +25,8 @@ from testing.node import (
     start_opensearch,
 )
 
-# The private registry and the release pushed to it, one per session for every module that
-# reads a release back (tests/e2e/test_release.py, the Kubernetes pull).
-from testing.registry import registry, release_key, released  # noqa: F401
+# The private registry and a release pushed to it, one per session (marker `registry`).
+from testing.registry import registry, released  # noqa: F401
 
 # Fixtures shared by the security tests of both tiers (sts, pod, ca).
 pytest_plugins = ["testing.security_fixtures"]

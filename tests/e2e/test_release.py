@@ -33,7 +33,7 @@ from testing.registry import (
     REGISTRY_SCRIPT,
     RELEASE_SCRIPT,
     Registry,
-    Release,
+    Released,
     generate_key_pair,
     parse_env,
     release,
@@ -53,7 +53,7 @@ def project_version() -> str:
 
 
 @pytest.fixture(scope="module")
-def docker_config(released: Release, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def docker_config(released: Released, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The registry's credentials for cosign, helm and skopeo."""
     return released.registry.auth_file(tmp_path_factory.mktemp("auth"))
 
@@ -64,7 +64,7 @@ def manifest_digest(registry: Registry, repository: str, reference: str) -> str:
         f"https://{registry.host}/v2/{repository}/manifests/{reference}",
         auth=(registry.username, registry.password),
         headers={"Accept": OCI_MANIFEST},
-        verify=str(registry.ca),
+        verify=registry.ca_file,
         timeout=10,
     )
     assert answer.status_code == 200, answer.status_code
@@ -110,13 +110,13 @@ def locked_hashes(name: str) -> set[str]:
 
 def test_the_registry_wants_credentials_and_speaks_tls_with_its_own_ca(registry: Registry) -> None:
     url = f"https://{registry.host}/v2/"
-    assert requests.get(url, verify=str(registry.ca), timeout=10).status_code == 401
+    assert requests.get(url, verify=registry.ca_file, timeout=10).status_code == 401
     wrong = requests.get(
-        url, auth=(registry.username, "wrong"), verify=str(registry.ca), timeout=10
+        url, auth=(registry.username, "wrong"), verify=registry.ca_file, timeout=10
     )
     assert wrong.status_code == 401
     right = requests.get(
-        url, auth=(registry.username, registry.password), verify=str(registry.ca), timeout=10
+        url, auth=(registry.username, registry.password), verify=registry.ca_file, timeout=10
     )
     assert right.status_code == 200
     with pytest.raises(requests.exceptions.SSLError):
@@ -164,8 +164,8 @@ def test_registry_script_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -
     assert "nothing to stop" in again.stderr
 
 
-def test_release_prints_what_it_pushed(released: Release) -> None:
-    output, host = released.output, released.registry.host
+def test_release_prints_what_it_pushed(released: Released) -> None:
+    output, host = released.summary, released.registry.host
     version = project_version()
     assert output["version"] == version
     assert output["image"] == f"{host}/{released.path}/merge-job:{version}"
@@ -181,8 +181,8 @@ def test_release_prints_what_it_pushed(released: Release) -> None:
     )
 
 
-def test_the_registry_serves_the_image_under_the_printed_digest(released: Release) -> None:
-    digest = released.output["image_digest"]
+def test_the_registry_serves_the_image_under_the_printed_digest(released: Released) -> None:
+    digest = released.summary["image_digest"]
     repository = f"{released.path}/merge-job"
     assert manifest_digest(released.registry, repository, project_version()) == digest
     # The manifest behind the tag is the one whose content hashes to that digest.
@@ -190,7 +190,7 @@ def test_the_registry_serves_the_image_under_the_printed_digest(released: Releas
         f"https://{released.registry.host}/v2/{repository}/manifests/{digest}",
         auth=(released.registry.username, released.registry.password),
         headers={"Accept": OCI_MANIFEST},
-        verify=str(released.registry.ca),
+        verify=released.registry.ca_file,
         timeout=10,
     )
     assert raw.status_code == 200
@@ -199,7 +199,7 @@ def test_the_registry_serves_the_image_under_the_printed_digest(released: Releas
     image_config = requests.get(
         f"https://{released.registry.host}/v2/{repository}/blobs/{config['digest']}",
         auth=(released.registry.username, released.registry.password),
-        verify=str(released.registry.ca),
+        verify=released.registry.ca_file,
         timeout=10,
     ).json()
     assert image_config["config"]["Labels"]["org.opencontainers.image.version"] == project_version()
@@ -207,9 +207,9 @@ def test_the_registry_serves_the_image_under_the_printed_digest(released: Releas
 
 
 def test_the_pulled_chart_pins_the_image_digest(
-    released: Release, docker_config: Path, tmp_path: Path
+    released: Released, docker_config: Path, tmp_path: Path
 ) -> None:
-    output = released.output
+    output = released.summary
     pulled = run(
         [
             str(HELM),
@@ -220,7 +220,7 @@ def test_the_pulled_chart_pins_the_image_digest(
             "--registry-config",
             str(docker_config),
             "--ca-file",
-            str(released.registry.ca),
+            released.registry.ca_file,
             "--untar",
             "--destination",
             str(tmp_path),
@@ -258,11 +258,17 @@ def test_the_pulled_chart_pins_the_image_digest(
         if document and document["kind"] == "CronJob"
         for container in document["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     ]
-    assert [c["image"] for c in containers] == [f"{image['repository']}@{output['image_digest']}"]
+    # Pinned by digest; the tag may stay in the reference for readability.
+    assert [c["image"] for c in containers] in (
+        [f"{image['repository']}@{output['image_digest']}"],
+        [f"{image['repository']}:{image['tag']}@{output['image_digest']}"],
+    )
 
 
-def test_the_signature_verifies_with_the_public_key(released: Release, docker_config: Path) -> None:
-    subject = f"{released.output['image'].rsplit(':', 1)[0]}@{released.output['image_digest']}"
+def test_the_signature_verifies_with_the_public_key(
+    released: Released, docker_config: Path
+) -> None:
+    subject = f"{released.summary['image'].rsplit(':', 1)[0]}@{released.summary['image_digest']}"
     verified = claims(
         released.cosign(
             "verify",
@@ -277,7 +283,7 @@ def test_the_signature_verifies_with_the_public_key(released: Release, docker_co
     assert len(signatures) == 1, verified
     assert (
         signatures[0]["critical"]["image"]["docker-manifest-digest"]
-        == released.output["image_digest"]
+        == released.summary["image_digest"]
     )
     # By tag too: the tag resolves to the signed digest.
     by_tag = released.cosign(
@@ -285,17 +291,17 @@ def test_the_signature_verifies_with_the_public_key(released: Release, docker_co
         "--key",
         str(released.public_key),
         "--insecure-ignore-tlog=true",
-        released.output["image"],
+        released.summary["image"],
         docker_config=docker_config,
     )
     assert by_tag.returncode == 0, by_tag.stderr
 
 
 def test_another_key_does_not_verify_the_signature(
-    released: Release, docker_config: Path, tmp_path: Path
+    released: Released, docker_config: Path, tmp_path: Path
 ) -> None:
     other = generate_key_pair(tmp_path)
-    subject = f"{released.output['image'].rsplit(':', 1)[0]}@{released.output['image_digest']}"
+    subject = f"{released.summary['image'].rsplit(':', 1)[0]}@{released.summary['image_digest']}"
     result = released.cosign(
         "verify",
         "--key",
@@ -323,14 +329,14 @@ def unreleased_image() -> Iterator[str]:
 
 
 def test_verification_fails_for_another_image_pushed_under_the_same_tag(
-    registry: Registry,
-    release_key: Path,
+    released: Released,
     unreleased_image: str,
     tmp_path: Path,
 ) -> None:
     """Someone with push rights replaces the release's tag: `cosign verify` of the tag
     refuses what it now points at, while the released digest still verifies."""
-    tampered = release(registry, "merge-job-tampered", release_key, tmp_path)
+    registry = released.registry
+    tampered = release(registry, "merge-job-tampered", released.private_key, tmp_path)
     auth = registry.auth_file(tmp_path / "auth")
     pushed = run(
         [
@@ -344,24 +350,24 @@ def test_verification_fails_for_another_image_pushed_under_the_same_tag(
             "--dest-cert-dir",
             str(registry.tls_dir(tmp_path / "certs")),
             f"docker-daemon:{unreleased_image}",
-            f"docker://{tampered.output['image']}",
+            f"docker://{tampered.summary['image']}",
         ]
     )
     assert pushed.returncode == 0, pushed.stderr
     repository = f"{tampered.path}/merge-job"
     now = manifest_digest(registry, repository, project_version())
-    assert now != tampered.output["image_digest"]
+    assert now != tampered.summary["image_digest"]
     by_tag = tampered.cosign(
         "verify",
         "--key",
         str(tampered.public_key),
         "--insecure-ignore-tlog=true",
-        tampered.output["image"],
+        tampered.summary["image"],
         docker_config=auth,
     )
     assert by_tag.returncode != 0, by_tag.stdout
     assert "no signatures found" in by_tag.stderr, by_tag.stderr
-    subject = f"{registry.host}/{repository}@{tampered.output['image_digest']}"
+    subject = f"{registry.host}/{repository}@{tampered.summary['image_digest']}"
     original = tampered.cosign(
         "verify",
         "--key",
@@ -374,9 +380,9 @@ def test_verification_fails_for_another_image_pushed_under_the_same_tag(
 
 
 def test_the_sbom_from_the_registry_lists_the_locked_versions(
-    released: Release, docker_config: Path
+    released: Released, docker_config: Path
 ) -> None:
-    subject = f"{released.output['image'].rsplit(':', 1)[0]}@{released.output['image_digest']}"
+    subject = f"{released.summary['image'].rsplit(':', 1)[0]}@{released.summary['image_digest']}"
     attested = released.cosign(
         "verify-attestation",
         "--key",
@@ -396,13 +402,13 @@ def test_the_sbom_from_the_registry_lists_the_locked_versions(
     assert len(statements) == 1
     statement = statements[0]
     assert statement["predicateType"] == CYCLONEDX_TYPE
-    assert statement["subject"][0]["digest"]["sha256"] == released.output[
+    assert statement["subject"][0]["digest"]["sha256"] == released.summary[
         "image_digest"
     ].removeprefix("sha256:")
     sbom = statement["predicate"]
     assert sbom["bomFormat"] == "CycloneDX"
     assert sbom["metadata"]["component"]["type"] == "container"
-    assert released.output["image_digest"] in sbom["metadata"]["component"]["purl"]
+    assert released.summary["image_digest"] in sbom["metadata"]["component"]["purl"]
 
     python = {
         canonicalize_name(c["name"]): c
@@ -449,11 +455,11 @@ def test_the_sbom_from_the_registry_lists_the_locked_versions(
 
 
 def test_a_second_release_changes_nothing(
-    released: Release, docker_config: Path, tmp_path: Path
+    released: Released, docker_config: Path, tmp_path: Path
 ) -> None:
     again = release(released.registry, released.path, released.private_key, tmp_path)
-    assert again.output == released.output
-    subject = f"{released.output['image'].rsplit(':', 1)[0]}@{released.output['image_digest']}"
+    assert again.summary == released.summary
+    subject = f"{released.summary['image'].rsplit(':', 1)[0]}@{released.summary['image_digest']}"
     tree = released.cosign("tree", subject, docker_config=docker_config)
     assert tree.returncode == 0, tree.stderr
     referrers = [line for line in tree.stdout.splitlines() if "via OCI referrer" in line]
@@ -462,12 +468,11 @@ def test_a_second_release_changes_nothing(
     assert sum(CYCLONEDX_TYPE in line for line in referrers) == 1
 
 
-def test_wrong_registry_credentials_fail_clearly(
-    registry: Registry, release_key: Path, tmp_path: Path
-) -> None:
+def test_wrong_registry_credentials_fail_clearly(released: Released) -> None:
+    registry = released.registry
     result = run(
         ["bash", str(RELEASE_SCRIPT), "--registry", f"{registry.host}/merge-job-refused"],
-        env=registry.release_env(release_key, password="wrong"),
+        env=registry.release_env(released.private_key, password="wrong"),
         timeout=900,
     )
     assert result.returncode != 0
@@ -478,7 +483,7 @@ def test_wrong_registry_credentials_fail_clearly(
     refused = requests.get(
         f"https://{registry.host}/v2/merge-job-refused/merge-job/tags/list",
         auth=(registry.username, registry.password),
-        verify=str(registry.ca),
+        verify=registry.ca_file,
         timeout=10,
     )
     assert refused.status_code == 404  # nothing was pushed
