@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import tomllib
 from collections.abc import Iterator
@@ -162,6 +163,39 @@ def test_registry_script_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -
     again = script("down")
     assert again.returncode == 0
     assert "nothing to stop" in again.stderr
+
+
+def test_registry_script_up_replaces_a_crashed_registry(tmp_path: Path) -> None:
+    """A registry that died (its state left behind) is not `running`; `up` clears the
+    state and starts a new one."""
+    env = {
+        "MERGE_JOB_REGISTRY_STATE": str(tmp_path / "state"),
+        "MERGE_JOB_REGISTRY_LOGS": str(tmp_path / "logs"),
+    }
+    first = run(["bash", str(REGISTRY_SCRIPT), "up"], env=env, timeout=300)
+    assert first.returncode == 0, first.stderr
+    crashed = int((tmp_path / "state" / "pids" / "registry").read_text())
+    try:
+        os.kill(crashed, signal.SIGKILL)
+        wait_gone = run(["timeout", "10", "tail", f"--pid={crashed}", "-f", "/dev/null"])
+        assert wait_gone.returncode == 0
+        assert run(["bash", str(REGISTRY_SCRIPT), "status"], env=env).returncode == 1
+        again = run(["bash", str(REGISTRY_SCRIPT), "up"], env=env, timeout=300)
+        assert again.returncode == 0, again.stderr
+        restarted = int((tmp_path / "state" / "pids" / "registry").read_text())
+        assert restarted != crashed
+        settings = parse_env(again.stdout)
+        answer = requests.get(
+            f"https://{settings['MERGE_JOB_REGISTRY']}/v2/",
+            auth=(settings["MERGE_JOB_REGISTRY_USERNAME"], settings["MERGE_JOB_REGISTRY_PASSWORD"]),
+            verify=settings["MERGE_JOB_REGISTRY_CA"],
+            timeout=10,
+        )
+        assert answer.status_code == 200
+    finally:
+        down = run(["bash", str(REGISTRY_SCRIPT), "down"], env=env, timeout=300)
+    assert down.returncode == 0, down.stderr
+    assert not (tmp_path / "state").exists()
 
 
 def test_release_prints_what_it_pushed(released: Released) -> None:
