@@ -128,7 +128,8 @@ image="$registry/merge-job:$version"
 log "pushing $local_image as $image"
 skopeo copy --quiet --format oci --retry-times 2 \
   --dest-authfile "$auth" "${skopeo_dest_tls[@]}" \
-  --digestfile "$work/image.digest" "docker-daemon:$local_image" "docker://$image"
+  --digestfile "$work/image.digest" "docker-daemon:$local_image" "docker://$image" \
+  || die "pushing $image failed: check REGISTRY_USERNAME, REGISTRY_PASSWORD and REGISTRY_CA_FILE (skopeo's error above)"
 image_digest=$(cat "$work/image.digest")
 repository="$registry/merge-job"
 
@@ -164,8 +165,11 @@ open(path, "w").write(text)
 EOF
   rendered=$("$helm" template merge-job "$work/chart" --set config.endpoint=https://opensearch.invalid:9200 \
     | sed -n 's/^ *image: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' | sort -u)
-  [ "$rendered" = "$repository@$image_digest" ] \
-    || die "the packaged chart would run $rendered, not $repository@$image_digest"
+  # repository@digest, or repository:tag@digest: the digest decides what runs either way.
+  case "$rendered" in
+    "$repository@$image_digest" | "$repository:$version@$image_digest") ;;
+    *) die "the packaged chart would run ${rendered:-no image}, not $repository@$image_digest" ;;
+  esac
   "$helm" package "$work/chart" --destination "$work" >/dev/null
   log "pushing chart merge-job $chart_version to $chart_repo"
   helm_oci push "$work/merge-job-$chart_version.tgz" "$chart_repo" "${helm_tls[@]}" >&2
