@@ -13,6 +13,7 @@ The commands are those of docs/deploy.md ("Install from a registry").
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,9 @@ from typing import Any
 import pytest
 import yaml
 
+from testing import argocd as argocd_support
 from testing import k8s as k8s_support
+from testing.argocd import ArgoCD, doc_manifest
 from testing.factories import plain_index, segment_counts, wipe
 from testing.k8s import CACHE, Kube, exit_code, finished, restricted_namespace, script, wait_until
 from testing.node import OpenSearchNode
@@ -33,6 +36,7 @@ pytestmark = [pytest.mark.registry, pytest.mark.k8s, pytest.mark.integration]
 
 NAMESPACE = "merge-job-registry"
 HELMFILE_NAMESPACE = "merge-job-registry-helmfile"
+ARGOCD_NAMESPACE = "merge-job-registry-argocd"
 RELEASE_NAME = "merge-job"  # contains the chart name: the CronJob is named after the release
 PULL_SECRET = "merge-job-registry"
 WRONG_PULL_SECRET = "merge-job-registry-wrong"
@@ -55,9 +59,9 @@ class Installed:
             capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
 
-    def values_file(self, **overrides: Any) -> Path:
+    def values(self, **overrides: Any) -> dict[str, Any]:
         """The test's values: the endpoint through the pods' proxy, the pull secret."""
-        values: dict[str, Any] = {
+        return {
             "config": {
                 "endpoint": self.proxy.url,
                 "auth": "none",
@@ -70,8 +74,10 @@ class Installed:
             "extraEnv": [{"name": "AWS_EC2_METADATA_DISABLED", "value": "true"}],
             **overrides,
         }
+
+    def values_file(self, **overrides: Any) -> Path:
         path = self.work / "values.yaml"
-        path.write_text(yaml.safe_dump(values))
+        path.write_text(yaml.safe_dump(self.values(**overrides)))
         return path
 
     def install(self, **overrides: Any) -> None:
@@ -85,8 +91,8 @@ class Installed:
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
 
-    def run_job(self, name: str, namespace: str = NAMESPACE) -> None:
-        self.kube.kubectl("-n", namespace, "create", "job", f"--from=cronjob/{RELEASE_NAME}", name)
+    def run_job(self, name: str, namespace: str = NAMESPACE, cronjob: str = RELEASE_NAME) -> None:
+        self.kube.kubectl("-n", namespace, "create", "job", f"--from=cronjob/{cronjob}", name)
 
     def pod_of(self, job: str, namespace: str = NAMESPACE) -> dict[str, Any]:
         def one_pod() -> dict[str, Any] | None:
@@ -134,6 +140,7 @@ def pull_secret(kube: Kube, namespace: str, name: str, host: str, user: str, pas
 @pytest.fixture(scope="module")
 def installed(
     k8s: Kube,
+    app_image: str,  # built first: the release pushes the image of these sources
     released: Released,
     opensearch: OpenSearchNode,
     tmp_path_factory: pytest.TempPathFactory,
@@ -154,7 +161,7 @@ def installed(
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert login.returncode == 0, login.stderr
-    for namespace in (NAMESPACE, HELMFILE_NAMESPACE):
+    for namespace in (NAMESPACE, HELMFILE_NAMESPACE, ARGOCD_NAMESPACE):
         restricted_namespace(k8s, namespace)
         pull_secret(
             k8s, namespace, PULL_SECRET, registry.host, registry.username, registry.password
@@ -167,7 +174,7 @@ def installed(
         opensearch.audit.check()
     finally:
         proxy.stop()
-        for namespace in (NAMESPACE, HELMFILE_NAMESPACE):
+        for namespace in (NAMESPACE, HELMFILE_NAMESPACE, ARGOCD_NAMESPACE):
             k8s.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
@@ -252,9 +259,13 @@ def test_wrong_pull_secret_leaves_the_pod_in_image_pull_backoff(installed: Insta
     assert finished(installed.kube.get("-n", NAMESPACE, "job", "registry-wrong-secret")) is None
     # The fix docs/deploy.md gives: the right secret; the next pod pulls and runs.
     installed.kube.kubectl("-n", NAMESPACE, "delete", "job", "registry-wrong-secret")
-    installed.install()
+    installed.install(image={"pullPolicy": "Always"})
     installed.run_job("registry-fixed-secret")
     assert installed.wait_finished("registry-fixed-secret") == "Complete"
+    fixed = installed.pod_of("registry-fixed-secret")
+    [pulled] = installed.events(NAMESPACE, fixed["metadata"]["name"], "Pulled")
+    assert pulled["message"].startswith("Successfully pulled image"), pulled
+    installed.install()  # back to the chart's pull policy
 
 
 # --- 3. helmfile installs the chart from the registry ---------------------------------------------
@@ -298,3 +309,67 @@ def test_helmfile_installs_the_released_chart_from_the_registry(installed: Insta
     ]
     assert status["imageID"] == released.image_by_digest
     assert set(segment_counts(installed.node.client, index).values()) == {1}
+
+
+# --- 4. Argo CD installs the chart from the registry ---------------------------------------------
+
+
+@pytest.mark.gitops
+@pytest.mark.one_version
+def test_argocd_application_installs_the_released_chart_from_the_registry(
+    installed: Installed, app_image: str
+) -> None:
+    """docs/deploy.md's repository Secret and Application, as written, with the registry's
+    URL, credentials and chart version filled in; the CA as argocd-tls-certs-cm gives it."""
+    released = installed.released
+    registry = released.registry
+    repo_url = released.chart.removeprefix("oci://").removesuffix("/merge-job")
+    index = plain_index(installed.node.client, "e2e-registry-argocd", segments=6)
+    # The helmfile plugin renders nothing here; its inputs only have to be there.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MERGE_JOB_E2E_")}
+    env |= {
+        "MERGE_JOB_E2E_ENDPOINT": installed.proxy.url,
+        "MERGE_JOB_E2E_IMAGE_TAG": app_image.rsplit(":", 1)[1],
+    }
+    started = argocd_support.script("up", env=env, timeout=3600)
+    assert started.returncode == 0, started.stderr[-4000:]
+    try:
+        values = dict(line.split("=", 1) for line in started.stdout.splitlines() if "=" in line)
+        argocd = ArgoCD(installed.kube, values["ARGOCD_REPO_URL"], Path(values["ARGOCD_GIT_DIR"]))
+        trusted = argocd_support.script("trust-registry", registry.host, registry.ca_file)
+        assert trusted.returncode == 0, trusted.stderr
+
+        repository = doc_manifest("argocd-registry-repository")
+        repository["stringData"] |= {
+            "url": repo_url,
+            "username": registry.username,
+            "password": registry.password,
+        }
+        argocd.apply(repository)
+        application = doc_manifest("argocd-registry-application")
+        name = application["metadata"]["name"]
+        source = application["spec"]["source"]
+        source["repoURL"] = repo_url
+        source["targetRevision"] = released.summary["chart_version"]
+        chart_values = source["helm"]["valuesObject"]
+        assert chart_values["imagePullSecrets"] == [{"name": PULL_SECRET}]
+        chart_values["config"] = {
+            **installed.values()["config"],
+            "indexPatterns": ["e2e-registry-argocd"],
+        }
+        chart_values["serviceAccount"] = {}
+        chart_values["extraEnv"] = installed.values()["extraEnv"]
+        application["spec"]["destination"]["namespace"] = ARGOCD_NAMESPACE
+        argocd.apply(application)
+
+        app = argocd.wait_synced(name, released.summary["chart_version"])
+        assert app["spec"]["source"]["chart"] == "merge-job"
+        # Argo CD names the Helm release after the Application.
+        cronjob = installed.kube.get("-n", ARGOCD_NAMESPACE, "cronjob", name)
+        template = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        assert template["containers"][0]["image"] == released.image_by_digest
+        installed.run_job("registry-argocd", ARGOCD_NAMESPACE, name)
+        assert installed.wait_finished("registry-argocd", ARGOCD_NAMESPACE) == "Complete"
+        assert set(segment_counts(installed.node.client, index).values()) == {1}
+    finally:
+        argocd_support.script("down", timeout=300)
