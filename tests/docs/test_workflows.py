@@ -88,7 +88,8 @@ def test_release_workflow_passes_the_registry_and_signing_secrets() -> None:
     workflow = WORKFLOWS / "release.yml"
     [release] = [step for step in steps(workflow) if "scripts/release.sh" in step.get("run", "")]
     env = release["env"]
-    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD", "COSIGN_KEY", "COSIGN_PASSWORD"):
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD", "COSIGN_PRIVATE_KEY", "COSIGN_PASSWORD"):
         assert env[name] == f"${{{{ secrets.{name} }}}}", name
+    assert env["COSIGN_KEY"] == "env://COSIGN_PRIVATE_KEY"  # cosign's key reference
     trigger = yaml.safe_load(workflow.read_text())[True]  # YAML 1.1 reads the key `on` as True
     assert trigger == {"push": {"tags": ["v*"]}}
