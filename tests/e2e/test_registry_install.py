@@ -373,3 +373,21 @@ def test_argocd_application_installs_the_released_chart_from_the_registry(
         assert set(segment_counts(installed.node.client, index).values()) == {1}
     finally:
         argocd_support.script("down", timeout=300)
+
+
+@pytest.mark.one_version
+def test_trust_registry_refuses_what_it_cannot_use(installed: Installed, tmp_path: Path) -> None:
+    """Bad arguments are named; nothing is written for them."""
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("not a certificate\n")
+    ca = installed.released.registry.ca_file
+    for args, complaint in [
+        (["127.0.0.1", ca], "HOST:PORT expected"),
+        (["127.0.0.1:5999", str(tmp_path / "missing.pem")], "no CA file"),
+        (["127.0.0.1:5999", str(not_pem)], "is not a PEM certificate"),
+    ]:
+        result = script("trust-registry", *args)
+        assert result.returncode != 0, args
+        assert complaint in result.stderr, result.stderr
+    certs = k8s_support.STATE_DIR / "containerd" / "certs.d"
+    assert sorted(path.name for path in certs.iterdir()) == [installed.released.registry.host]
