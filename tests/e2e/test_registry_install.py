@@ -292,6 +292,9 @@ def test_helmfile_installs_the_released_chart_from_the_registry(installed: Insta
             "MERGE_JOB_REGISTRY_USERNAME": registry.username,
             "MERGE_JOB_REGISTRY_PASSWORD": registry.password,
             "HELM_REGISTRY_CONFIG": str(installed.work / "helmfile-registry.json"),
+            # helmfile keeps pulled OCI charts by repository name and version across runs:
+            # an earlier session's registry must not answer for this one.
+            "HELMFILE_CACHE_HOME": str(installed.work / "helmfile-cache"),
         },
     )  # fmt: skip
     assert result.returncode == 0, f"helmfile sync failed:\n{result.stdout}\n{result.stderr}"
