@@ -5,7 +5,8 @@ registry (scripts/registry.sh: CNCF distribution, TLS with its own CA, htpasswd)
 end-to-end node is told to trust that CA (`scripts/e2e/k8s.sh trust-registry`), nothing
 is imported into it: the kubelet pulls the image by digest with the pull secret the chart
 references, and the Job merges against the test OpenSearch. A wrong pull secret shows
-`ErrImagePull`/`ImagePullBackOff`; helmfile installs the same chart from the registry.
+`ErrImagePull`/`ImagePullBackOff`; helmfile and the Argo CD Application of docs/deploy.md
+install the same chart from the registry. About 2¼ minutes with one OpenSearch version.
 
 The commands are those of docs/deploy.md ("Install from a registry").
 """
