@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the pinned test tools from the Go module proxy into a cache: helm and helmfile
-# (chart), pushgateway (metrics tests) and promtool (alert rule tests).
+# (chart), pushgateway (metrics tests), promtool (alert rule tests) and actionlint (the
+# GitHub workflow files).
 #
 #   scripts/install-tools.sh            then: export PATH="${MERGE_JOB_CACHE:-$HOME/.cache/merge-job}/bin:$PATH"
 #
@@ -15,6 +16,7 @@ PUSHGATEWAY_VERSION=v1.11.1
 # Prometheus tags its Go module v0.3XX.Y for release 3.XX.Y.
 PROMETHEUS_MODULE_VERSION=v0.316.0
 PROMTOOL_VERSION=3.16.0
+ACTIONLINT_VERSION=v1.7.12
 
 cache=${MERGE_JOB_CACHE:-$HOME/.cache/merge-job}
 bin="$cache/bin"
@@ -99,4 +101,24 @@ else
   build_tool promtool github.com/prometheus/prometheus "$PROMETHEUS_MODULE_VERSION" \
     github.com/prometheus/prometheus/cmd/promtool "$PROMTOOL_VERSION" remove_all_sd
   log "built $("$bin/promtool" --version 2>&1 | head -n 1)"
+fi
+
+if [ "$("$bin/actionlint" -version 2>/dev/null | head -n 1)" = "$ACTIONLINT_VERSION" ]; then
+  log "actionlint $ACTIONLINT_VERSION present"
+else
+  log "building actionlint $ACTIONLINT_VERSION"
+  work=$(mktemp -d /tmp/merge-job-actionlint.XXXXXX)
+  go_wrapper_module "$work/actionlint" 1.26 github.com/rhysd/actionlint "$ACTIONLINT_VERSION" \
+    github.com/rhysd/actionlint/cmd/actionlint
+  (
+    cd "$work/actionlint"
+    go mod tidy
+    # Built inside a wrapper module, actionlint cannot read its version from the build
+    # info; -X sets what `actionlint -version` prints (the check above reads it).
+    CGO_ENABLED=0 go build -trimpath \
+      -ldflags "-s -w -X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION" \
+      -o "$bin/actionlint" github.com/rhysd/actionlint/cmd/actionlint
+  )
+  rm -rf "$work"
+  log "built actionlint $("$bin/actionlint" -version | head -n 1)"
 fi

@@ -25,6 +25,9 @@ from testing.node import (
     start_opensearch,
 )
 
+# The private registry and a release pushed to it, one per session (marker `registry`).
+from testing.registry import registry, released  # noqa: F401
+
 # Fixtures shared by the security tests of both tiers (sts, pod, ca).
 pytest_plugins = ["testing.security_fixtures"]
 

@@ -8,6 +8,10 @@
 #                                start Argo CD; prints KUBECONFIG=…, ARGOCD_REPO_URL=… (what
 #                                an Application's repoURL names) and ARGOCD_GIT_DIR=… (the
 #                                served bare repository)
+#   scripts/e2e/argocd.sh trust-registry HOST:PORT CA_FILE
+#                                let the repo server pull Helm charts from that OCI registry
+#                                (TLS signed by CA_FILE): the file a key of the
+#                                argocd-tls-certs-cm ConfigMap puts in its TLS directory
 #   scripts/e2e/argocd.sh down   stop what `up` started (by PID), remove Argo CD's objects
 #                                from the cluster while it runs, and the state directory
 #
@@ -190,7 +194,7 @@ cmd_up() {
   host_packages
   local started
   started=$(date +%s)
-  mkdir -p "$state"/{pids,bin,git,plugins,tmp,home,redis} "$logs"
+  mkdir -p "$state"/{pids,bin,git,plugins,tmp,home,redis,tls} "$logs"
   rm -f "$logs"/*.log
   local role
   for role in argocd-repo-server argocd-cmp-server argocd-application-controller; do
@@ -220,7 +224,10 @@ EOF
   start redis redis-server "$state/redis/redis.conf"
   # The repo server runs git-verify-wrapper.sh (and gpg-wrapper.sh) on every manifest
   # generation, even with GPG verification off: they sit beside the binary.
-  start repo-server "${base[@]}" PATH="$ARGOCD_BIN:$PATH" ARGOCD_GPG_ENABLED=false \
+  # It pulls charts from OCI registries with helm (the pinned one) and trusts the CAs in
+  # ARGOCD_TLS_DATA_PATH, where a real installation mounts argocd-tls-certs-cm.
+  start repo-server "${base[@]}" PATH="$ARGOCD_BIN:$cache/bin:$PATH" ARGOCD_GPG_ENABLED=false \
+    ARGOCD_TLS_DATA_PATH="$state/tls" \
     "$state/bin/argocd-repo-server" --redis "127.0.0.1:$REDIS_PORT" \
     --address 127.0.0.1 --port "$REPO_PORT" \
     --metrics-address 127.0.0.1 --metrics-port "$REPO_METRICS_PORT" \
@@ -244,6 +251,18 @@ EOF
   wait_for "git daemon answering" 30 git ls-remote "git://127.0.0.1:$GIT_PORT/merge-job.git"
   log "Argo CD $ARGOCD_VERSION up in $(($(date +%s) - started)) s"
   print_env
+}
+
+cmd_trust_registry() {
+  local host=${1:-} ca=${2:-}
+  if [ -z "$host" ] || [ -z "$ca" ]; then die "usage: $0 trust-registry HOST:PORT CA_FILE"; fi
+  [[ "$host" =~ ^[A-Za-z0-9.-]+(:[0-9]+)?$ ]] || die "trust-registry: HOST[:PORT] expected, got $host"
+  openssl x509 -in "$ca" -noout 2>/dev/null || die "trust-registry: $ca is not a PEM certificate"
+  [ -d "$state/tls" ] || die "Argo CD is not running; run: $0 up"
+  # Argo CD looks the CA up by host name without the port, as argocd-tls-certs-cm keys it.
+  cp "$ca" "$state/tls/${host%%:*}.tmp"
+  mv "$state/tls/${host%%:*}.tmp" "$state/tls/${host%%:*}"
+  log "the repo server trusts ${host%%:*} (CA $ca)"
 }
 
 cmd_down() {
@@ -273,9 +292,10 @@ cmd_down() {
 
 case "${1:-}" in
   up) cmd_up ;;
+  trust-registry) shift; cmd_trust_registry "$@" ;;
   down) cmd_down ;;
   *)
-    echo "usage: $0 up | down" >&2
+    echo "usage: $0 up | trust-registry HOST:PORT CA_FILE | down" >&2
     exit 2
     ;;
 esac

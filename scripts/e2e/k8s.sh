@@ -7,6 +7,10 @@
 #                                         wait until the node is Ready; last line:
 #                                         KUBECONFIG=<path>
 #   scripts/e2e/k8s.sh load-image IMAGE   copy a local Docker image into the node's containerd
+#   scripts/e2e/k8s.sh trust-registry HOST:PORT CA_FILE
+#                                         let the node pull from that registry over TLS
+#                                         signed by CA_FILE (a hosts.toml the node's
+#                                         containerd reads at pull time; no restart)
 #   scripts/e2e/k8s.sh host-ip            the address at which pods reach services on this host
 #   scripts/e2e/k8s.sh down               stop what `up` started (by PID) and remove the
 #                                         links, network namespaces, mounts and cgroups it made
@@ -19,7 +23,8 @@
 #
 # Nothing here sends traffic off the machine: every component listens on loopback; the
 # node's address is on a bridge this script creates (pods and the host meet there), the
-# API server never resolves host names, and there is no registry: images are imported.
+# API server never resolves host names. Images are imported, or pulled from a registry on
+# loopback that `trust-registry` names (the node's containerd runs on the host's network).
 #
 # Environment (defaults suit a machine running one such cluster):
 #   MERGE_JOB_K8S_STATE    state directory (default /tmp/merge-job-k8s), removed by `down`
@@ -167,7 +172,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   path = "$state/containerd/opt"
 
 [plugins."io.containerd.grpc.v1.cri"]
-  # No registry: the sandbox image is imported by \`up\`.
+  # The sandbox image is imported by \`up\`, never pulled.
   sandbox_image = "$pause_image"
   # Without CAP_SYS_RESOURCE (a containerized host) runc cannot lower oom_score_adj and
   # every sandbox would fail to start.
@@ -182,6 +187,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+  # One <host:port>/hosts.toml per registry the node trusts (\`trust-registry\`).
+  # containerd reads this directory at each pull, so a registry can be added to a
+  # running node; a registry without an entry is reached with the system's CAs.
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$state/containerd/certs.d"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$state/cni/net.d"
@@ -463,6 +473,32 @@ cmd_load_image() {
   log "loaded $1 into the node"
 }
 
+cmd_trust_registry() {
+  require_host
+  local host=${1:-} ca=${2:-}
+  if [ -z "$host" ] || [ -z "$ca" ]; then die "usage: $0 trust-registry HOST:PORT CA_FILE"; fi
+  [[ "$host" =~ ^[A-Za-z0-9.-]+:[0-9]+$ ]] || die "trust-registry: HOST:PORT expected (e.g. 127.0.0.1:5000), got $host"
+  [ -f "$ca" ] || die "trust-registry: no CA file $ca"
+  openssl x509 -in "$ca" -noout 2>/dev/null || die "trust-registry: $ca is not a PEM certificate"
+  cluster_running || die "no cluster is running; run: $0 up"
+  grep -qF "config_path = \"$state/containerd/certs.d\"" "$state/containerd/config.toml" \
+    || die "the running node predates registry support (no config_path); run: $0 down && $0 up"
+  local dir="$state/containerd/certs.d/$host"
+  mkdir -p "$dir"
+  # A copy, so the node keeps trusting the registry whatever happens to the caller's file.
+  cp "$ca" "$dir/ca.crt"
+  # Written whole and renamed: a pull that reads it meanwhile sees the old or the new file.
+  cat >"$dir/hosts.toml.tmp" <<EOF
+server = "https://$host"
+
+[host."https://$host"]
+  capabilities = ["pull", "resolve"]
+  ca = "$dir/ca.crt"
+EOF
+  mv "$dir/hosts.toml.tmp" "$dir/hosts.toml"
+  log "the node trusts https://$host (CA $ca)"
+}
+
 cmd_host_ip() {
   echo "$host_ip"
 }
@@ -536,10 +572,11 @@ cmd_down() {
 case "${1:-}" in
   up) cmd_up ;;
   load-image) shift; cmd_load_image "$@" ;;
+  trust-registry) shift; cmd_trust_registry "$@" ;;
   host-ip) cmd_host_ip ;;
   down) cmd_down ;;
   *)
-    echo "usage: $0 up | load-image IMAGE | host-ip | down" >&2
+    echo "usage: $0 up | load-image IMAGE | trust-registry HOST:PORT CA_FILE | host-ip | down" >&2
     exit 2
     ;;
 esac

@@ -11,6 +11,8 @@
 #                                       and return 1
 #   free_port                           a TCP port free on 127.0.0.1 at this moment
 #   port_open PORT                      succeeds when something accepts on 127.0.0.1:PORT
+#   debian_package COMMAND PACKAGE      install PACKAGE from Debian when COMMAND is missing
+#                                       (root and apt-get needed; else die naming it)
 #
 # The tag is the file name of the script that was run, without .sh (`[build-image] …`);
 # a script sets `log_tag` before sourcing to choose another.
@@ -43,4 +45,15 @@ free_port() {
 
 port_open() {
   python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$1"
+}
+
+debian_package() {
+  command -v "$1" >/dev/null && return 0
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    die "needs $1 (Debian: apt-get install $2)"
+  fi
+  log "installing $2 ($1) from Debian"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null 2>&1 \
+    || { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }
 }

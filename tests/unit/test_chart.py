@@ -322,6 +322,23 @@ def test_digest_overrides_tag() -> None:
         "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
     )
     assert pod_spec(docs)["imagePullSecrets"] == [{"name": "regcred"}]
+    # The tag no longer picks the image; it still names the version people read.
+    for labels in (
+        cronjob_of(docs)["metadata"]["labels"],
+        cronjob_of(docs)["spec"]["jobTemplate"]["metadata"]["labels"],
+    ):
+        assert labels["app.kubernetes.io/version"] == "0.1.0"
+
+
+def test_digest_without_tag_labels_the_app_version() -> None:
+    digest = "sha256:" + "ab" * 32
+    docs = helm_template(*ONLY_ENDPOINT, "--set", f"image.digest={digest}")
+    [container] = pod_spec(docs)["containers"]
+    assert container["image"] == f"merge-job@{digest}"
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    assert cronjob_of(docs)["metadata"]["labels"]["app.kubernetes.io/version"] == app_version
+    # No pull secret unless one is named: the node's own credentials apply.
+    assert "imagePullSecrets" not in pod_spec(docs)
 
 
 def test_schedule_values() -> None:
@@ -356,6 +373,10 @@ def test_schedule_values() -> None:
         (["--set", "rules[0].name=logs", "--set", "rules[0].min_ag=1d"], "min_ag"),
         (["--set", "rules[0].max_num_segments=2"], "name"),  # a rule needs its name
         (["--set-json", 'rules=[{"name":"logs","max_num_segments":"two"}]'], "max_num_segments"),
+        (["--set", "image.digest=sha256:" + "AB" * 32], "digest"),  # upper-case hex
+        (["--set", "image.digest=sha256:" + "ab" * 31], "digest"),  # 62 digits
+        (["--set", "image.digest=sha512:" + "ab" * 64], "digest"),  # not what registries pin
+        (["--set-json", 'imagePullSecrets=[{"nam": "regcred"}]'], "name"),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
 )
@@ -610,6 +631,25 @@ def test_helmfile_installed_switch(tmp_path: Path) -> None:
     result = run([tool("helmfile"), "--environment", "staging", "template"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert load_docs(result.stdout) == []
+
+
+def test_helmfile_registry_source_needs_a_chart_version(tmp_path: Path) -> None:
+    """`chartRegistry` without `chartVersion` stops with the message before any pull (a
+    registry on a closed loopback port would give a connection error instead)."""
+    for part in ("helmfile.yaml", "deploy", "environments", "charts"):
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / part)
+        else:
+            shutil.copy(source, tmp_path / part)
+    staging = tmp_path / "environments" / "staging.yaml"
+    values = yaml.safe_load(staging.read_text())
+    staging.write_text(yaml.safe_dump({**values, "chartRegistry": "127.0.0.1:9/merge-job/charts"}))
+
+    result = run([tool("helmfile"), "--environment", "staging", "template"], cwd=tmp_path)
+    assert result.returncode != 0
+    assert "chartVersion is required with chartRegistry" in result.stderr, result.stderr
+    assert "connection refused" not in result.stderr
 
 
 # --- docs/migrate.md ------------------------------------------------------------------------

@@ -19,11 +19,21 @@ owned_pid() {
   echo "$pid"
 }
 
+# A component outlives the command that started it, so it must not keep that command's
+# open descriptors: a lock the caller holds (`flock /work/…/heavy.lock scripts/… up` would
+# otherwise stay locked until `down`), or a pipe a test reads to its end. The subshell
+# closes every descriptor above stderr, then becomes the component (same PID).
 start() { # name [VAR=value...] command args...
   local name=$1
   shift
   log "starting $name"
-  setsid env "$@" >"$logs/$name.log" 2>&1 </dev/null &
+  (
+    for fd in "/proc/$BASHPID/fd/"*; do
+      fd=${fd##*/}
+      [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+    done
+    exec setsid env "$@" >"$logs/$name.log" 2>&1 </dev/null
+  ) &
   echo $! >"$(pidfile "$name")"
 }
 

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The release tools: the OCI registry server (CNCF distribution, run by scripts/registry.sh)
+# and the signer (cosign, used by scripts/release.sh and its tests), built from the Go
+# module proxy into the tool cache; skopeo (pushes the image) and htpasswd (the registry's
+# password file) from Debian.
+#
+#   scripts/install-release-tools.sh [registry|cosign|debian]...   default: all three
+#                                        then: export PATH="${MERGE_JOB_CACHE:-$HOME/.cache/merge-job}/bin:$PATH"
+#   scripts/install-release-tools.sh --print-versions         the pinned versions, as shell assignments
+#
+# A binary that already reports the pinned version is kept, so a warm machine returns at
+# once. The builds use the machine's Go caches, like scripts/install-tools.sh, whose helm
+# shares many modules with cosign. Cold (empty Go caches, 2 cores): the registry ~2.3
+# minutes, cosign ~5.3 (docs/ci.md).
+set -euo pipefail
+
+# CNCF distribution, the registry most registries (Harbor among them) are built on.
+DISTRIBUTION_VERSION=v3.1.2
+COSIGN_VERSION=v3.1.3
+
+cache=${MERGE_JOB_CACHE:-$HOME/.cache/merge-job}
+bin="$cache/bin"
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib/common.sh
+source "$here/lib/common.sh"
+# shellcheck source=lib/gobuild.sh
+source "$here/lib/gobuild.sh"
+
+if [ "${1:-}" = "--print-versions" ]; then
+  printf 'DISTRIBUTION_VERSION=%s\nCOSIGN_VERSION=%s\n' "$DISTRIBUTION_VERSION" "$COSIGN_VERSION"
+  exit 0
+fi
+
+# build NAME MODULE VERSION PACKAGE LDFLAGS: a wrapper module requiring MODULE@VERSION,
+# PACKAGE built into $bin/NAME (replaced only once the build succeeded).
+build() {
+  local name=$1 module=$2 version=$3 pkg=$4 ldflags=$5 work started
+  command -v go >/dev/null || die "Go is needed to build $name"
+  mkdir -p "$bin"
+  work=$(mktemp -d "/tmp/merge-job-$name.XXXXXX")
+  started=$(date +%s)
+  log "building $name $version (minutes on a cold Go cache)"
+  go_wrapper_module "$work/$name" 1.26 "$module" "$version" "$pkg"
+  (
+    export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+    cd "$work/$name"
+    go mod tidy
+    go build -trimpath -ldflags "-s -w $ldflags" -o "$bin/$name.partial" "$pkg"
+  ) || {
+    rm -rf "$work"
+    die "building $name $version failed"
+  }
+  mv "$bin/$name.partial" "$bin/$name"
+  rm -rf "$work"
+  log "built $name $version in $(($(date +%s) - started)) s"
+}
+
+install_registry() {
+  local module=github.com/distribution/distribution/v3
+  if "$bin/registry" --version 2>/dev/null | grep -qF " $DISTRIBUTION_VERSION"; then
+    log "registry (distribution) $DISTRIBUTION_VERSION present"
+    return 0
+  fi
+  build registry "$module" "$DISTRIBUTION_VERSION" "$module/cmd/registry" \
+    "-X $module/version.version=$DISTRIBUTION_VERSION -X $module/version.mainpkg=$module"
+}
+
+install_cosign() {
+  if [ "$("$bin/cosign" version --json 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["gitVersion"])' 2>/dev/null || true)" = "$COSIGN_VERSION" ]; then
+    log "cosign $COSIGN_VERSION present"
+    return 0
+  fi
+  build cosign github.com/sigstore/cosign/v3 "$COSIGN_VERSION" github.com/sigstore/cosign/v3/cmd/cosign \
+    "-X sigs.k8s.io/release-utils/version.gitVersion=$COSIGN_VERSION -X sigs.k8s.io/release-utils/version.gitTreeState=clean"
+}
+
+[ $# -gt 0 ] || set -- registry cosign debian
+for tool in "$@"; do
+  case "$tool" in
+    registry) install_registry ;;
+    cosign) install_cosign ;;
+    debian)
+      debian_package skopeo skopeo
+      debian_package htpasswd apache2-utils
+      ;;
+    *) die "unknown tool $tool (registry, cosign, debian)" ;;
+  esac
+done
