@@ -252,8 +252,12 @@ def registry() -> Iterator[Registry]:
 
 
 @pytest.fixture(scope="session")
-def released(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Released:
+def released(
+    registry: Registry, app_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Released:
     """scripts/release.sh run once against the session's registry, signing with a key pair
-    made for the session (`cosign generate-key-pair`)."""
+    made for the session (`cosign generate-key-pair`). The image of the current sources is
+    built first (`app_image`), with the network the build needs: release.sh itself runs
+    with no route off the machine, so it only finds that image."""
     key = generate_key_pair(tmp_path_factory.mktemp("cosign"))
     return release(registry, RELEASE_PATH, key, tmp_path_factory.mktemp("release"))
