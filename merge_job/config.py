@@ -63,6 +63,7 @@ class Settings:
     require_health: str = DEFAULTS["require_health"]
     dry_run: bool = DEFAULTS["dry_run"]
     concurrency: int = DEFAULTS["concurrency"]
+    merge_order: str = DEFAULTS["merge_order"]
     small_index_size: int = DEFAULTS["small_index_size"]
     disk_headroom: float = DEFAULTS["disk_headroom"]
     auth: AuthMode = AuthMode.NONE

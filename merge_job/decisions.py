@@ -78,6 +78,8 @@ class IndexPlan:
     primary_only: bool = field(default=False, compare=False)  # send `primary_only=true`
     # The copies as planning read them: the first merges' check at their turn reuses them.
     copies: tuple[ShardCopy, ...] = field(default=(), compare=False, repr=False)
+    # The value of the merge per byte rewritten (admission.py): merges start in its order.
+    score: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ class Plan:
     version: str
     health: str
     async_forcemerge: bool
-    indices: tuple[IndexPlan, ...]  # merges first, oldest first; then skips by name
+    indices: tuple[IndexPlan, ...]  # merges first, in start order (MERGE_ORDER); skips by name
     pattern_warnings: tuple[PatternWarning, ...] = ()
     include_patterns_given: bool = False
     engine: str = OPENSEARCH  # engines.OPENSEARCH or engines.ELASTICSEARCH

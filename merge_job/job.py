@@ -144,6 +144,8 @@ def run(
         reason = result.stop_reason.value
     elif code is ExitCode.MERGE_FAILED:
         reason = "merge_failed"
+    elif result.not_started_reasons:
+        reason = "deadline"  # merges passed over: they would have overrun it
     else:
         reason = "completed"
     return _summarise(settings, plan, result, code, reason, started)

@@ -192,6 +192,16 @@ OPTIONS: tuple[Option, ...] = (
         default="1",
     ),
     Option(
+        "merge_order",
+        "MERGE_ORDER",
+        ("--merge-order",),
+        choice("value", "age"),
+        "order merges start in: value = most segments removed and deleted docs reclaimed "
+        "per byte rewritten first (docs/admission.md), age = oldest first",
+        "value or age",
+        default="value",
+    ),
+    Option(
         "small_index_size",
         "MERGE_SMALL_INDEX_SIZE",
         ("--small-index-size",),

@@ -11,14 +11,15 @@ from typing import Any
 
 import pytest
 
-from merge_job.cluster_state import TaskStatus
+from merge_job.cluster_state import ShardCopy, TaskStatus
 from merge_job.config import Settings
-from merge_job.decisions import Decision, IndexPlan
+from merge_job.decisions import Decision, IndexPlan, Plan
 from merge_job.errors import CredentialsRefusedError, ExitCode
 from merge_job.outcome import Status
 from merge_job.scheduler import (
     HEALTH_MAX_AGE_S,
     NODE_QUEUE,
+    WOULD_OVERRUN_DEADLINE,
     Scheduler,
     StopReason,
     next_merge,
@@ -278,3 +279,68 @@ def test_a_merge_being_verified_at_sigterm_is_reported_still_running() -> None:
     assert result.still_running == {"a": "node:1"}
     assert result.outcomes == []
     assert result.exit_code is ExitCode.INTERRUPTED
+
+
+def _sized_plan(sizes: Mapping[str, int]) -> Plan:
+    """Merges in this order, each one primary on n1 of the given store size."""
+    return Plan(
+        version="2.19.0",
+        health="green",
+        async_forcemerge=True,
+        indices=tuple(
+            IndexPlan(
+                name,
+                Decision.MERGE,
+                None,
+                "",
+                5,
+                size,
+                90000.0,
+                ("n1",),
+                copies=(ShardCopy(0, True, "n1", "STARTED", 5, 10, 0, size),),
+            )
+            for name, size in sizes.items()
+        ),
+    )
+
+
+def test_a_merge_estimated_past_the_deadline_is_passed_over_and_a_smaller_one_runs() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"big": 5, "small": 5}
+    # At the default 8 MiB/s, 1 GiB needs 128 s: more than the hour's last 100 s.
+    plan = _sized_plan({"big": 1024 * 1024 * 1024, "small": 1024 * 1024})
+    settings = Settings(endpoint="http://127.0.0.1:9200", deadline=dt.timedelta(seconds=100))
+    result = Scheduler(cluster, settings, plan, pacing=FAST).run()
+    assert [index for index, _ in cluster.posts] == ["small"]
+    assert statuses(result) == {"small": Status.MERGED}
+    assert result.not_started == ["big"]
+    assert result.not_started_reasons == {"big": WOULD_OVERRUN_DEADLINE}
+    assert result.stop_reason is None
+    assert result.exit_code is ExitCode.INTERRUPTED
+
+
+def test_without_a_deadline_every_merge_is_admitted_and_throughput_is_measured() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"big": 5, "small": 5}
+    plan = _sized_plan({"big": 1024 * 1024 * 1024, "small": 1024 * 1024})
+    scheduler = Scheduler(cluster, Settings(endpoint="http://127.0.0.1:9200"), plan, pacing=FAST)
+    result = scheduler.run()
+    assert statuses(result) == {"big": Status.MERGED, "small": Status.MERGED}
+    assert result.not_started_reasons == {}
+    assert scheduler.throughput.measured("n1")
+    assert scheduler.throughput.of("n1") > 0
+
+
+def test_the_estimate_counts_what_a_busy_node_still_has_to_do() -> None:
+    """Two merges of 500 MiB on one node: each alone fits 100 s at 8 MiB/s (62.5 s), the
+    second queued behind the first does not."""
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5, "b": 5}
+    cluster.task_script["a"] = [TaskStatus(False, None)] * 3
+    plan = _sized_plan({"a": 500 * 1024 * 1024, "b": 500 * 1024 * 1024})
+    settings = Settings(
+        endpoint="http://127.0.0.1:9200", deadline=dt.timedelta(seconds=100), concurrency=2
+    )
+    result = Scheduler(cluster, settings, plan, pacing=FAST).run()
+    assert [index for index, _ in cluster.posts] == ["a"]
+    assert result.not_started_reasons == {"b": WOULD_OVERRUN_DEADLINE}
