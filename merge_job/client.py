@@ -38,7 +38,9 @@ from merge_job.cluster_state import (
     ClusterSnapshot,
     ShardCopy,
     TaskStatus,
+    explain_request,
     parse_copies,
+    parse_explain,
     parse_merge_tasks,
     parse_snapshot,
     parse_task_status,
@@ -48,6 +50,7 @@ from merge_job.cluster_state import (
 from merge_job.config import Settings
 from merge_job.engines import require_supported
 from merge_job.errors import (
+    AccessDeniedError,
     CredentialsRefusedError,
     IndexClosedError,
     IndexGoneError,
@@ -351,6 +354,23 @@ class ClusterClient:
 
     def snapshot(self) -> ClusterSnapshot:
         return parse_snapshot(self.planning_responses())
+
+    def ism_policies(self, patterns: Sequence[str]) -> dict[str, str]:
+        """Index -> ISM policy id for the selected indices a policy manages (one request).
+
+        A refused or failed explain (no permission, an engine without the API) is a
+        warning: planning then knows of no ISM-managed index and goes on.
+        """
+        path, params = explain_request(patterns)
+        try:
+            return parse_explain(self.get(path, params))
+        except (opensearchpy.TransportError, AccessDeniedError) as err:
+            log.warning(
+                "ism_explain_failed",
+                error=str(err)[:300],
+                detail="no index is skipped as ism_managed in this run",
+            )
+            return {}
 
     # -- execution -------------------------------------------------------------
 

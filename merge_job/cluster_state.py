@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +97,11 @@ PLANNING_REQUESTS: Mapping[str, tuple[str, Mapping[str, str]]] = {
         {"actions": "indices:admin/forcemerge*", "detailed": "true"},
     ),
 }
+
+# The ISM plugin keeps its policies and the state of every managed index in this system
+# index (the same name since Open Distro): where the cluster state lists no such index, no
+# index is managed, and ISM's explain API is not asked.
+ISM_CONFIG_INDEX = ".opendistro-ism-config"
 
 _MERGE_DESCRIPTION_RE = re.compile(r"indices\s*\[(?P<indices>[^\]]*)\]")
 
@@ -209,6 +214,8 @@ class ClusterSnapshot:
     data_nodes: int | None = None  # from cluster health; None when not reported
     cluster_name: str = ""
     global_blocks: tuple[IndexBlock, ...] = ()  # cluster-wide: they apply to every index
+    ism_in_use: bool = False  # the cluster state lists ISM's config index (ISM_CONFIG_INDEX)
+    ism_policies: Mapping[str, str] = field(default_factory=dict)  # index -> ISM policy id
 
     def alias_members(self) -> dict[str, list[str]]:
         members: dict[str, list[str]] = {}
@@ -363,6 +370,37 @@ def parse_merge_tasks(tasks: Mapping[str, Any]) -> tuple[MergeTask, ...]:
     return tuple(out)
 
 
+# The explain answer, bounded to one policy id per index: the full answer carries each
+# index's state, action, step and retry information. Field names with dots are matched
+# by a wildcard segment (`index*policy_id`): filter_path splits paths on dots.
+EXPLAIN_FILTER = "*.policy_id,*.index*policy_id,total_managed_indices"
+_POLICY_FIELDS = (
+    "policy_id",
+    "index.plugins.index_state_management.policy_id",
+    "index.opendistro.index_state_management.policy_id",
+)
+
+
+def explain_request(patterns: Sequence[str]) -> tuple[str, dict[str, str]]:
+    """The one explain request for the indices the include patterns select (all when none)."""
+    names = ",".join(patterns) if patterns else "*"
+    return f"/_plugins/_ism/explain/{names}", {"filter_path": EXPLAIN_FILTER}
+
+
+def parse_explain(body: Any) -> dict[str, str]:
+    """Index -> policy id, for every index the explain answer says a policy manages."""
+    out: dict[str, str] = {}
+    if not isinstance(body, Mapping):
+        return out
+    for index, entry in body.items():
+        if not isinstance(entry, Mapping):
+            continue  # `total_managed_indices`
+        policy = next((entry[f] for f in _POLICY_FIELDS if entry.get(f)), None)
+        if policy:
+            out[str(index)] = str(policy)
+    return out
+
+
 def parse_snapshot(responses: Mapping[str, Any]) -> ClusterSnapshot:
     """Build a ClusterSnapshot from the planning responses, keyed as in PLANNING_REQUESTS."""
     state: Mapping[str, Any] = responses["metadata"] or {}
@@ -423,6 +461,7 @@ def parse_snapshot(responses: Mapping[str, Any]) -> ClusterSnapshot:
         data_nodes=None if data_nodes is None else _int(data_nodes),
         cluster_name=str((responses["root"] or {}).get("cluster_name", "")),
         global_blocks=parse_global_blocks(state),
+        ism_in_use=ISM_CONFIG_INDEX in indices,
     )
 
 

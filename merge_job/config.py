@@ -64,6 +64,7 @@ class Settings:
     dry_run: bool = DEFAULTS["dry_run"]
     concurrency: int = DEFAULTS["concurrency"]
     merge_order: str = DEFAULTS["merge_order"]
+    include_ism_managed: bool = DEFAULTS["include_ism_managed"]
     small_index_size: int = DEFAULTS["small_index_size"]
     disk_headroom: float = DEFAULTS["disk_headroom"]
     auth: AuthMode = AuthMode.NONE

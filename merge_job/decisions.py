@@ -38,6 +38,7 @@ class SkipReason(enum.StrEnum):
     ULTRAWARM = "ultrawarm"
     REPLICATION_FOLLOWER = "replication_follower"
     RESIZING = "resizing"
+    ISM_MANAGED = "ism_managed"  # an ISM policy manages it (ism.py)
     # Only at execution time: the index vanished between planning and its turn.
     DELETED = "deleted"
 

@@ -192,6 +192,17 @@ OPTIONS: tuple[Option, ...] = (
         default="1",
     ),
     Option(
+        "include_ism_managed",
+        "MERGE_INCLUDE_ISM_MANAGED",
+        ("--include-ism-managed",),
+        parse_bool,
+        "merge indices an ISM policy manages too (by default they are skipped as "
+        "ism_managed: the policy may force-merge them itself)",
+        "boolean",
+        default="false",
+        boolean=True,
+    ),
+    Option(
         "merge_order",
         "MERGE_ORDER",
         ("--merge-order",),

@@ -24,6 +24,7 @@ from merge_job.cluster_state import (
 from merge_job.config import Settings
 from merge_job.decisions import Decision, IndexPlan, PatternWarning, Plan, SkipReason
 from merge_job.engines import engine_of
+from merge_job.ism import skip_ism_managed
 from merge_job.readiness import Readiness, shard_readiness
 from merge_job.replication import merging_nodes, primary_only_applies, segment_replicated
 from merge_job.values import date_from_name, matches, starts_with_wildcard
@@ -391,6 +392,8 @@ def build_plan(snapshot: ClusterSnapshot, settings: Settings, now: dt.datetime) 
     """
     planner = _Planner(snapshot, settings, now)
     decisions = [planner.decide(info) for info in snapshot.indices.values()]
+    # Only after every other rule: an index skipped anyway is reported for that reason.
+    decisions = skip_ism_managed(decisions, snapshot.ism_policies)
     merges = sorted(
         (
             dataclasses.replace(d, score=score_of(d, settings))

@@ -110,6 +110,7 @@ STRATEGIES: dict[str, st.SearchStrategy[str]] = {
     "require_health": _not_in("green", "yellow"),
     "merge_order": _not_in("value", "age"),
     "dry_run": _not_in("true", "false", "1", "0", "yes", "no"),
+    "include_ism_managed": _not_in("true", "false", "1", "0", "yes", "no"),
     "concurrency": _INT_AT_LEAST_ONE,
     "small_index_size": st.one_of(
         _LETTERS,  # no number
