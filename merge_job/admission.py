@@ -1,8 +1,10 @@
-"""Admission: which merge is worth starting first, and whether it still fits the deadline.
+"""Admission: which merge is worth starting first, whether it still fits the deadline, and
+whether its nodes can take it now.
 
 Pure: the value score of a planned merge (planning orders merges by it), each node's
-merge throughput as measured from this run's finished merges, and the estimate of when a
-merge would end. The scheduler asks; nothing here sends a request or reads a clock.
+merge throughput as measured from this run's finished merges, the estimate of when a
+merge would end, and the load gate's rule over the nodes' heap, CPU and force-merge
+thread pool. The scheduler asks; nothing here sends a request or reads a clock.
 
 The value score (docs/admission.md):
 
@@ -24,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from merge_job.cluster_state import ShardCopy
+from merge_job.gate_reads import NodeLoad
 
 SEGMENT_VALUE_BYTES = 1024 * 1024
 # Bytes rewritten per second on one node before any merge of this run has finished there.
@@ -121,3 +124,46 @@ def estimate_seconds(
 def fits_deadline(estimate_s: float, elapsed_s: float, deadline_s: float | None) -> bool:
     """Whether a merge estimated to take `estimate_s` from now ends by the deadline."""
     return deadline_s is None or elapsed_s + estimate_s <= deadline_s
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Why a merge waits: a node of it above a threshold of the load gate."""
+
+    node: str  # node id
+    node_name: str
+    reason: str  # "heap", "cpu" or "foreign_merges"
+    value: int
+    limit: int
+
+
+def load_holds(
+    nodes: Iterable[str],
+    loads: Mapping[str, NodeLoad],
+    own_merges: Mapping[str, int],
+    max_heap_percent: int,
+    max_cpu_percent: int,
+) -> list[Hold]:
+    """What holds a merge on `nodes` back (empty: it may start).
+
+    A node holds it while its JVM heap use is above `max_heap_percent` or its CPU above
+    `max_cpu_percent` (0 turns either check off), or while its force-merge thread pool
+    has more operations active or queued than the job's own merges there
+    (`own_merges`: the job's outstanding shard copies per node): someone else's
+    force-merge. A node the read did not answer for holds nothing.
+    """
+    holds: list[Hold] = []
+    for node in dict.fromkeys(nodes):
+        load = loads.get(node)
+        if load is None:
+            continue
+        for reason, value, limit in (
+            ("heap", load.heap_percent, max_heap_percent),
+            ("cpu", load.cpu_percent, max_cpu_percent),
+        ):
+            if limit and value is not None and value > limit:
+                holds.append(Hold(node, load.name, reason, value, limit))
+        own = own_merges.get(node, 0)
+        if load.force_merges > own:
+            holds.append(Hold(node, load.name, "foreign_merges", load.force_merges - own, 0))
+    return holds

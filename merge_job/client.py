@@ -38,9 +38,7 @@ from merge_job.cluster_state import (
     ClusterSnapshot,
     ShardCopy,
     TaskStatus,
-    explain_request,
     parse_copies,
-    parse_explain,
     parse_merge_tasks,
     parse_snapshot,
     parse_task_status,
@@ -59,6 +57,13 @@ from merge_job.errors import (
     refused_action,
     refused_message,
     service_message,
+)
+from merge_job.gate_reads import (
+    NODE_LOAD_REQUEST,
+    NodeLoad,
+    explain_request,
+    parse_explain,
+    parse_node_loads,
 )
 
 log = structlog.get_logger(__name__)
@@ -479,6 +484,11 @@ class ClusterClient:
                 permission_message(self.endpoint, refused, status.error), refused.action
             )
         return status
+
+    def node_loads(self) -> dict[str, NodeLoad]:
+        """Every node's heap, CPU and force-merge pool (the load gate's one read)."""
+        path, params = NODE_LOAD_REQUEST
+        return parse_node_loads(self.get(path, params))
 
     def merge_task_expressions(self) -> list[tuple[str, ...]]:
         """The index expressions of every running force-merge task."""

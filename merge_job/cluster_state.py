@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -368,37 +368,6 @@ def parse_merge_tasks(tasks: Mapping[str, Any]) -> tuple[MergeTask, ...]:
                 )
             )
     return tuple(out)
-
-
-# The explain answer, bounded to one policy id per index: the full answer carries each
-# index's state, action, step and retry information. Field names with dots are matched
-# by a wildcard segment (`index*policy_id`): filter_path splits paths on dots.
-EXPLAIN_FILTER = "*.policy_id,*.index*policy_id,total_managed_indices"
-_POLICY_FIELDS = (
-    "policy_id",
-    "index.plugins.index_state_management.policy_id",
-    "index.opendistro.index_state_management.policy_id",
-)
-
-
-def explain_request(patterns: Sequence[str]) -> tuple[str, dict[str, str]]:
-    """The one explain request for the indices the include patterns select (all when none)."""
-    names = ",".join(patterns) if patterns else "*"
-    return f"/_plugins/_ism/explain/{names}", {"filter_path": EXPLAIN_FILTER}
-
-
-def parse_explain(body: Any) -> dict[str, str]:
-    """Index -> policy id, for every index the explain answer says a policy manages."""
-    out: dict[str, str] = {}
-    if not isinstance(body, Mapping):
-        return out
-    for index, entry in body.items():
-        if not isinstance(entry, Mapping):
-            continue  # `total_managed_indices`
-        policy = next((entry[f] for f in _POLICY_FIELDS if entry.get(f)), None)
-        if policy:
-            out[str(index)] = str(policy)
-    return out
 
 
 def parse_snapshot(responses: Mapping[str, Any]) -> ClusterSnapshot:

@@ -1,7 +1,7 @@
 """ISM awareness: indices an Index State Management policy manages are ISM's to merge.
 
 Pure: the skip planning applies to the indices the ISM explain answer names. The request
-and its parser are in cluster_state.py; the job asks only when the cluster state planning
+and its parser are in gate_reads.py; the job asks only when the cluster state planning
 reads anyway lists ISM's config index (`.opendistro-ism-config`), so a cluster without
 ISM gets no request more. An index whose ISM policy force-merges it would otherwise be
 merged twice; `MERGE_INCLUDE_ISM_MANAGED=true` merges such indices anyway.

@@ -25,6 +25,7 @@ from merge_job.values import (
     parse_patterns,
     parse_pushgateway_url,
     parse_region,
+    percent,
     positive_duration,
     readable_file,
 )
@@ -190,6 +191,26 @@ OPTIONS: tuple[Option, ...] = (
         "merges outstanding at once; per node at most one running and one queued",
         "integer >= 1",
         default="1",
+    ),
+    Option(
+        "max_heap_percent",
+        "MERGE_MAX_HEAP_PERCENT",
+        ("--max-heap-percent",),
+        percent,
+        "load gate: a merge waits while a node holding its shards uses more JVM heap than "
+        "this (0 = off)",
+        "integer 0-100",
+        default="85",
+    ),
+    Option(
+        "max_cpu_percent",
+        "MERGE_MAX_CPU_PERCENT",
+        ("--max-cpu-percent",),
+        percent,
+        "load gate: a merge waits while a node holding its shards uses more CPU than this "
+        "(0 = off)",
+        "integer 0-100",
+        default="0",
     ),
     Option(
         "include_ism_managed",

@@ -121,6 +121,7 @@ def run_summary(
         "remaining": len(result.not_started) + len(result.still_running),
         "not_started": result.not_started,
         "not_started_reasons": result.not_started_reasons,
+        "held_seconds": round(result.held_s, 1),
         "still_running": result.still_running,
         "failed_indices": [
             o.index for o in result.outcomes if o.status in (Status.FAILED, Status.TIMED_OUT)

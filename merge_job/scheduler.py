@@ -31,16 +31,11 @@ from typing import Protocol
 import opensearchpy
 import structlog
 
-from merge_job.admission import (
-    Throughput,
-    bytes_per_node,
-    estimate_seconds,
-    fits_deadline,
-    rewritten_copies,
-)
 from merge_job.config import Settings
 from merge_job.decisions import IndexPlan, Plan
 from merge_job.errors import AccessDeniedError, ExitCode, MergeStopped, PermissionDeniedError
+from merge_job.gate_reads import NodeLoad
+from merge_job.gates import Gates
 from merge_job.merge import DEFAULT_PACING, IndexMerge, Mode, Pacing, Step
 from merge_job.merge_rules import FORCEMERGE_ACTION
 from merge_job.outcome import MergeOutcome, Status, log_outcome
@@ -66,6 +61,7 @@ class SchedulerCluster(MergeCluster, Protocol):
     """The cluster calls of a run (`client.ClusterClient`; a fake in unit tests)."""
 
     def health(self) -> str: ...
+    def node_loads(self) -> dict[str, NodeLoad]: ...
 
 
 class StopReason(enum.StrEnum):
@@ -74,10 +70,6 @@ class StopReason(enum.StrEnum):
     HEALTH = "health_gate"
     CREDENTIALS_REFUSED = "credentials_refused"
     PERMISSION_DENIED = "permission_denied"
-
-
-# Why a planned merge was not started although the run went on (`merge_not_started`).
-WOULD_OVERRUN_DEADLINE = "would_overrun_deadline"
 
 
 # Stops that mean the cluster turned the job away: exit 3 when they leave work undone.
@@ -92,6 +84,7 @@ class RunResult:
     stop_reason: StopReason | None
     # Of not_started: merges the run passed over and why (WOULD_OVERRUN_DEADLINE).
     not_started_reasons: dict[str, str] = field(default_factory=dict)
+    held_s: float = 0.0  # how long the load gate held the next merge back
 
     def count(self, *statuses: Status) -> int:
         return sum(1 for o in self.outcomes if o.status in statuses)
@@ -204,11 +197,8 @@ class Scheduler:
         # started afterwards uses the blocking call.
         self.mode = Mode.TASK if plan.async_forcemerge else Mode.BLOCKING
         self.reads = SharedReads(cluster, clock)
-        # Deadline-aware admission (admission.py): each node's measured throughput, and per
-        # outstanding merge when it started and the bytes it rewrites on each node.
-        self.throughput = Throughput()
-        self._admitted: dict[str, tuple[float, dict[str, int]]] = {}
-        self.passed_over: dict[str, str] = {}
+        # Before each merge starts: the load gate, then the deadline's admission (gates.py).
+        self.gates = Gates(cluster, settings, clock, self.started_at)
         # Planning's answers, dated at the start of the run: they were read after that. The
         # first merges' check reuses planning's copies while they are young enough.
         self._health = (self.started_at, plan.health)
@@ -276,9 +266,11 @@ class Scheduler:
                 if not self._health_ok():
                     self.request_stop(StopReason.HEALTH)
                     break
+                if self.gates.held(candidate, running.values()):
+                    break  # asked again on the next turn; deadline and SIGTERM still apply
                 pending.remove(candidate)
                 self.reads.upcoming = tuple(p.index for p in pending[:UPCOMING_READ])
-                if not self._admit(candidate, running):
+                if not self.gates.admit(candidate, running):
                     continue  # the next in the order may still fit
                 running[candidate.index] = self._start(candidate, finished)
             if self._stopped():
@@ -295,6 +287,7 @@ class Scheduler:
                 self._collect(finished.get_nowait(), running, verifying, outcomes)
             except queue.Empty:
                 break
+        held_s = self.gates.held_seconds()
         # A merge still being verified has no outcome yet: reported as still running too.
         # One whose force-merge was never sent (stopped while checking) is not started.
         left = {**running, **verifying}
@@ -311,47 +304,12 @@ class Scheduler:
             )
         return RunResult(
             outcomes=outcomes,
-            not_started=[*not_sent, *self.passed_over, *(p.index for p in pending)],
+            not_started=[*not_sent, *self.gates.passed_over, *(p.index for p in pending)],
             still_running=still_running,
             stop_reason=self.stop_reason,
-            not_started_reasons=dict(self.passed_over),
+            not_started_reasons=dict(self.gates.passed_over),
+            held_s=round(held_s, 3),
         )
-
-    def _admit(self, item: IndexPlan, running: Mapping[str, IndexMerge]) -> bool:
-        """Whether `item`'s merge is estimated to end by the deadline (always without one).
-        A merge that would not is passed over for the run and logged as not started."""
-        node_bytes = bytes_per_node(
-            rewritten_copies(item.copies, item.nodes, item.segment_replication)
-        )
-        now = self.clock()
-        deadline = self.settings.deadline
-        if deadline is not None:
-            # What each node's outstanding merges still need, at its throughput.
-            busy_for: dict[str, float] = {}
-            for index in running:
-                started, their_bytes = self._admitted.get(index, (now, {}))
-                for node, size in their_bytes.items():
-                    left = started + size / self.throughput.of(node) - now
-                    busy_for[node] = busy_for.get(node, 0.0) + max(0.0, left)
-            estimate = estimate_seconds(node_bytes, self.throughput, busy_for)
-            elapsed = now - self.started_at
-            if not fits_deadline(estimate, elapsed, deadline.total_seconds()):
-                self.passed_over[item.index] = WOULD_OVERRUN_DEADLINE
-                log.warning(
-                    "merge_not_started",
-                    index=item.index,
-                    reason=WOULD_OVERRUN_DEADLINE,
-                    estimate_s=round(estimate, 1),
-                    remaining_s=round(deadline.total_seconds() - elapsed, 1),
-                    bytes=sum(node_bytes.values()),
-                    throughput_bytes_per_s={
-                        node: round(self.throughput.of(node)) for node in sorted(node_bytes)
-                    },
-                    detail="a later, smaller merge may still fit",
-                )
-                return False
-        self._admitted[item.index] = (now, node_bytes)
-        return True
 
     def _start(self, item: IndexPlan, finished: queue.Queue[_Report]) -> IndexMerge:
         merge = IndexMerge(
@@ -389,8 +347,7 @@ class Scheduler:
         if isinstance(report, _Released):
             if index in running:
                 verifying[index] = running.pop(index)
-            started, node_bytes = self._admitted.get(index, (self.clock(), {}))
-            self.throughput.record(node_bytes, self.clock() - started)
+            self.gates.released(index)
             return
         if report.outcome is None:
             return  # left running: stays where it is and is reported as still running

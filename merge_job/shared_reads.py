@@ -8,9 +8,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from merge_job.cluster_state import ShardCopy, TaskStatus
+from merge_job.gate_reads import NodeLoad
 
 # A stats answer read along with another index's is good for this index's CHECK this long.
 CHECK_MAX_AGE_S = 2.0
+# The load gate reuses a nodes-stats answer this young, unless a merge left a node's
+# force-merge pool since it was read (then its count would look like someone else's).
+LOAD_MAX_AGE_S = 5.0
 UPCOMING_READ = 8  # planned indices read along with a merge's own stats read
 MAX_READ_PATH = 2000  # characters of index names in one multi-index stats read
 
@@ -97,3 +101,37 @@ class SharedReads:
         ):
             return kept[1]
         return self.read(index)
+
+
+class NodeLoadSource(Protocol):
+    def node_loads(self) -> dict[str, NodeLoad]: ...
+
+
+class SharedNodeLoads:
+    """The load gate's nodes-stats answer, shared by the gate checks of the next merges.
+
+    One read answers for every node; it serves every check while younger than
+    LOAD_MAX_AGE_S and read after the latest merge the cluster finished: a merge that
+    started since is counted as the job's own by the scheduler, but one that ended since
+    would still show in the answer's force-merge pool and pass for someone else's.
+    """
+
+    def __init__(self, cluster: NodeLoadSource, clock: Callable[[], float] = time.monotonic):
+        self.cluster = cluster
+        self.clock = clock
+        self._answer: tuple[float, dict[str, NodeLoad]] | None = None
+        self._last_release_at = float("-inf")
+
+    def released(self) -> None:
+        """A merge left its nodes' force-merge pool: older answers over-count."""
+        self._last_release_at = self.clock()
+
+    def current(self) -> dict[str, NodeLoad]:
+        now = self.clock()
+        if self._answer is not None:
+            asked, loads = self._answer
+            if asked >= self._last_release_at and now - asked <= LOAD_MAX_AGE_S:
+                return loads
+        loads = self.cluster.node_loads()
+        self._answer = (now, loads)
+        return loads

@@ -20,9 +20,9 @@ SELECT = {"MERGE_MIN_AGE": "0", "MERGE_INDEX_PATTERNS": "adm-*", "MERGE_ORDER": 
 
 
 def bulky_index(node: OpenSearchNode, name: str, segments: int = 4) -> str:
-    """An index of about a megabyte in `segments` segments: few segments per byte."""
+    """An index of a few megabytes in `segments` segments: few segments per byte."""
     node.client.indices.create(index=name, body={"settings": index_settings()})
-    write_segments(node.client, name, segments, docs_per_batch=2500)
+    write_segments(node.client, name, segments, docs_per_batch=10_000)
     return name
 
 
@@ -49,10 +49,11 @@ def test_a_deadline_too_short_for_the_big_index_lets_the_small_ones_run(
     big_before = segment_counts(cluster.client, big)
     with recording_proxy(cluster.url) as proxy:
         # Each small force-merge answers a second late, so the node's measured throughput
-        # is at most a small index's bytes per second: the big index then needs minutes.
+        # is at most a small index's bytes (about 30 KiB) per second: the big index (about
+        # 2.5 MB) then needs more than a minute, the small ones a second each.
         for index in small:
             proxy.add_fault("POST", rf"^/{index}/_forcemerge$", "delay", delay_s=1.0)
-        run = run_job(proxy.url, "run", MERGE_DEADLINE="30s", extra_env=SELECT)
+        run = run_job(proxy.url, "run", MERGE_DEADLINE="20s", extra_env=SELECT)
         posted = {
             m.group(1)
             for r in proxy.matching("POST", r"/_forcemerge$")

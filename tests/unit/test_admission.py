@@ -11,10 +11,12 @@ from merge_job.admission import (
     bytes_per_node,
     estimate_seconds,
     fits_deadline,
+    load_holds,
     rewritten_copies,
     value_score,
 )
 from merge_job.cluster_state import ShardCopy
+from merge_job.gate_reads import NodeLoad, parse_node_loads
 
 MIB = 1024 * 1024
 
@@ -92,3 +94,56 @@ def test_fits_deadline() -> None:
     assert fits_deadline(10.0, 50.0, None)
     assert fits_deadline(10.0, 50.0, 60.0)
     assert not fits_deadline(10.1, 50.0, 60.0)
+
+
+def load(heap: int | None = 40, cpu: int | None = 10, merges: int = 0) -> NodeLoad:
+    return NodeLoad("node-1", heap, cpu, merges)
+
+
+def test_load_gate_holds_a_node_above_the_heap_or_cpu_threshold() -> None:
+    assert load_holds(["n1"], {"n1": load()}, {}, 85, 0) == []
+    [hold] = load_holds(["n1"], {"n1": load(heap=90)}, {}, 85, 0)
+    assert (hold.node, hold.node_name, hold.reason, hold.value, hold.limit) == (
+        "n1",
+        "node-1",
+        "heap",
+        90,
+        85,
+    )
+    assert load_holds(["n1"], {"n1": load(heap=85)}, {}, 85, 0) == []  # at the limit: runs
+    assert load_holds(["n1"], {"n1": load(cpu=99)}, {}, 85, 0) == []  # CPU off by default
+    assert [h.reason for h in load_holds(["n1"], {"n1": load(cpu=99)}, {}, 85, 80)] == ["cpu"]
+    assert load_holds(["n1"], {"n1": load(heap=99)}, {}, 0, 0) == []  # heap check off
+
+
+def test_load_gate_holds_a_node_merging_for_someone_else() -> None:
+    # Two force-merge operations on n1, one of them the job's own: one foreign.
+    [hold] = load_holds(["n1"], {"n1": load(merges=2)}, {"n1": 1}, 85, 0)
+    assert (hold.reason, hold.value) == ("foreign_merges", 1)
+    assert load_holds(["n1"], {"n1": load(merges=2)}, {"n1": 2}, 85, 0) == []
+
+
+def test_load_gate_ignores_nodes_the_read_did_not_answer_for_and_nodes_not_merging() -> None:
+    loads = {"n1": load(heap=99), "n2": load()}
+    assert load_holds(["n2"], loads, {}, 85, 0) == []
+    assert load_holds(["n3"], loads, {}, 85, 0) == []
+    assert load(heap=None).heap_percent is None
+    assert load_holds(["n1"], {"n1": load(heap=None, cpu=None)}, {}, 85, 80) == []
+
+
+def test_node_loads_are_parsed_from_the_filtered_nodes_stats() -> None:
+    body = {
+        "nodes": {
+            "n1": {
+                "name": "os-1",
+                "jvm": {"mem": {"heap_used_percent": 72}},
+                "os": {"cpu": {"percent": 35}},
+                "thread_pool": {"force_merge": {"active": 1, "queue": 2}},
+            },
+            "n2": {"name": "os-2"},
+        }
+    }
+    loads = parse_node_loads(body)
+    assert loads["n1"] == NodeLoad("os-1", 72, 35, 3)
+    assert loads["n2"] == NodeLoad("os-2", None, None, 0)
+    assert parse_node_loads({}) == {}

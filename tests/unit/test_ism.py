@@ -11,10 +11,11 @@ import opensearchpy
 import pytest
 
 from merge_job.client import ClusterClient
-from merge_job.cluster_state import EXPLAIN_FILTER, ISM_CONFIG_INDEX, explain_request, parse_explain
+from merge_job.cluster_state import ISM_CONFIG_INDEX
 from merge_job.config import Settings
 from merge_job.decisions import Decision, SkipReason
 from merge_job.errors import PermissionDeniedError
+from merge_job.gate_reads import EXPLAIN_FILTER, explain_request, parse_explain
 from merge_job.job import read_plan
 from testing.fake_opensearch import FakeOpenSearch
 from testing.paths import RESPONSES

@@ -10,16 +10,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from merge_job.cluster_state import ShardCopy, TaskStatus
 from merge_job.config import Settings
 from merge_job.decisions import Decision, IndexPlan, Plan
 from merge_job.errors import CredentialsRefusedError, ExitCode
+from merge_job.gate_reads import NodeLoad
+from merge_job.gates import WOULD_OVERRUN_DEADLINE
 from merge_job.outcome import Status
 from merge_job.scheduler import (
     HEALTH_MAX_AGE_S,
     NODE_QUEUE,
-    WOULD_OVERRUN_DEADLINE,
     Scheduler,
     StopReason,
     next_merge,
@@ -327,8 +329,8 @@ def test_without_a_deadline_every_merge_is_admitted_and_throughput_is_measured()
     result = scheduler.run()
     assert statuses(result) == {"big": Status.MERGED, "small": Status.MERGED}
     assert result.not_started_reasons == {}
-    assert scheduler.throughput.measured("n1")
-    assert scheduler.throughput.of("n1") > 0
+    assert scheduler.gates.throughput.measured("n1")
+    assert scheduler.gates.throughput.of("n1") > 0
 
 
 def test_the_estimate_counts_what_a_busy_node_still_has_to_do() -> None:
@@ -344,3 +346,73 @@ def test_the_estimate_counts_what_a_busy_node_still_has_to_do() -> None:
     result = Scheduler(cluster, settings, plan, pacing=FAST).run()
     assert [index for index, _ in cluster.posts] == ["a"]
     assert result.not_started_reasons == {"b": WOULD_OVERRUN_DEADLINE}
+
+
+def _hot(heap: int) -> dict[str, NodeLoad]:
+    return {"n1": NodeLoad("node-1", heap, 5, 0)}
+
+
+class _Clock:
+    """A clock the test moves: each reading advances it a little."""
+
+    def __init__(self, step: float = 0.5) -> None:
+        self.now = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_the_load_gate_holds_merges_while_a_node_is_above_the_heap_limit_then_resumes() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5, "b": 5}
+    cluster.load_script = [_hot(95), _hot(95), _hot(95), _hot(40)]
+    settings = Settings(endpoint="http://127.0.0.1:9200")
+    scheduler = Scheduler(cluster, settings, plan_of("a", "b"), pacing=FAST, clock=_Clock())
+    with capture_logs() as logs:
+        result = scheduler.run()
+    assert statuses(result) == {"a": Status.MERGED, "b": Status.MERGED}
+    assert result.exit_code is ExitCode.OK
+    assert result.held_s > 0
+    held = [e for e in logs if e["event"] == "merge_held"]
+    # Logged once for the node, however many times the gate looked.
+    assert [(e["index"], e["node"], e["reason"], e["value"], e["limit"]) for e in held] == [
+        ("a", "node-1", "heap", 95, 85)
+    ]
+    assert [e["index"] for e in logs if e["event"] == "merge_resumed"] == ["a"]
+    assert cluster.load_reads >= 4
+
+
+def test_a_hold_is_bounded_by_the_deadline_and_leaves_the_merges_not_started() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    cluster.load_script = [_hot(95)]
+    settings = Settings(endpoint="http://127.0.0.1:9200", deadline=dt.timedelta(seconds=30))
+    clock = _Clock(step=0.5)
+    result = Scheduler(cluster, settings, plan_of("a"), pacing=FAST, clock=clock).run()
+    assert cluster.posts == []
+    assert result.stop_reason is StopReason.DEADLINE
+    assert result.not_started == ["a"]
+    assert result.exit_code is ExitCode.INTERRUPTED
+    assert result.held_s > 25  # on the test's clock: held until the deadline
+    # The shared read served several checks: fewer reads than clock readings.
+    assert 1 <= cluster.load_reads < clock.now / 0.5
+
+
+def test_sigterm_during_a_hold_ends_the_run_with_exit_4() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5, "b": 5}
+    cluster.load_script = [_hot(99)]
+    stop = threading.Event()
+    settings = Settings(endpoint="http://127.0.0.1:9200")
+    scheduler = Scheduler(cluster, settings, plan_of("a", "b"), stop=stop, pacing=FAST)
+    timer = threading.Timer(0.3, stop.set)  # what the SIGTERM handler does
+    timer.start()
+    result = scheduler.run()
+    timer.join()
+    assert cluster.posts == []
+    assert result.stop_reason is StopReason.SIGTERM
+    assert result.not_started == ["a", "b"]
+    assert result.exit_code is ExitCode.INTERRUPTED
+    assert result.held_s > 0
