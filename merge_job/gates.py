@@ -55,6 +55,7 @@ class Gates:
         # merge when it started and the bytes it rewrites on each node.
         self.throughput = Throughput()
         self._admitted: dict[str, tuple[float, dict[str, int]]] = {}
+        self._operations: dict[str, Counter[str]] = {}  # per outstanding merge, per node
         self.passed_over: dict[str, str] = {}  # index -> why it was not started
         # The load gate: one shared nodes-stats read, how long it has held merges back,
         # and when it last logged each node.
@@ -73,7 +74,7 @@ class Gates:
         pools changed."""
         started, node_bytes = self._admitted.get(index, (self.clock(), {}))
         self.throughput.record(node_bytes, self.clock() - started)
-        self.loads.released()
+        self.loads.released(self._operations.pop(index, Counter()))
 
     def held(self, item: IndexPlan, running: Iterable[IndexMerge]) -> bool:
         """Whether the load gate holds `item` back now (admission.load_holds); logs
@@ -85,11 +86,7 @@ class Gates:
             loads = {}
         own: Counter[str] = Counter()
         for merge in running:
-            merging = merge.item
-            copies = rewritten_copies(merging.copies, merging.nodes, merging.segment_replication)
-            counts = Counter(c.node for c in copies if c.node)
-            counts.update(n for n in merging.nodes if n not in counts)  # no copies read: one
-            own.update(counts)
+            own.update(operations(merge.item))
         settings = self.settings
         holds = load_holds(
             item.nodes, loads, own, settings.max_heap_percent, settings.max_cpu_percent
@@ -153,4 +150,14 @@ class Gates:
                 )
                 return False
         self._admitted[item.index] = (now, node_bytes)
+        self._operations[item.index] = operations(item)
         return True
+
+
+def operations(item: IndexPlan) -> Counter[str]:
+    """The force-merge operations a merge puts in each node's pool: one per shard copy it
+    rewrites there (one per node when planning read no copies)."""
+    copies = rewritten_copies(item.copies, item.nodes, item.segment_replication)
+    counts = Counter(c.node for c in copies if c.node)
+    counts.update(n for n in item.nodes if n not in counts)
+    return counts
