@@ -32,6 +32,8 @@ from testing.recording_proxy import recording_proxy
 PREFIX = "adm-"
 TARGET_RECLAIM_RATIO = 1.5
 TARGET_GATE_SHARE = 0.02
+SMALL_SEGMENTS = 10
+SMALL_DOCS = 2_000
 
 
 def make_nightly(url: str, large: int, small: int, replicas: int) -> list[str]:
@@ -42,16 +44,27 @@ def make_nightly(url: str, large: int, small: int, replicas: int) -> list[str]:
         url, big, segments=3, docs_per_segment=40_000, prefix=PREFIX, replicas=replicas
     )
     data.make_indices(
-        url, little, segments=10, docs_per_segment=2_000, prefix=PREFIX, replicas=replicas
+        url,
+        little,
+        segments=SMALL_SEGMENTS,
+        docs_per_segment=SMALL_DOCS,
+        prefix=PREFIX,
+        replicas=replicas,
     )
-    for name in little:  # half the documents deleted: what a merge gives back to the disk
+    # Half of every segment's documents deleted, so no segment is deleted whole (a refresh
+    # alone would drop it). data.make_indices writes a round in one bulk when it is this
+    # small; its documents' `n` count up from round x 1,000,000 x docs.
+    bases = [r * 1_000_000 * SMALL_DOCS for r in range(SMALL_SEGMENTS)]
+    halves = [{"range": {"n": {"gte": b, "lt": b + SMALL_DOCS // 2}}} for b in bases]
+    for name in little:  # what a merge gives back to the disk
         response = requests.post(
             f"{url}/{name}/_delete_by_query",
             params={"refresh": "true", "conflicts": "proceed"},
-            json={"query": {"script": {"script": "doc['n'].value % 2 == 0"}}},
+            json={"query": {"bool": {"should": halves}}},
             timeout=600,
         )
-        response.raise_for_status()
+        if response.status_code >= 300:
+            raise RuntimeError(f"delete_by_query on {name}: {response.text[:500]}")
     return names
 
 
