@@ -2,12 +2,14 @@
 allows about half the work, and the load gate's cost on an idle cluster.
 
     python -m benchmarks.admission [--large 3] [--small 3] [--replicas 1]
-                                   [--deadline-share 0.5] [--node-cpus 0.6] [--urls ...]
+                                   [--deadline-share 0.5] [--warmup 1] [--node-cpus 0.6]
+                                   [--urls ...]
 
 A nightly of mixed value, oldest first: `--large` old indices of few large segments and
 no deletes, then `--small` newer ones of many small segments with half their documents
 deleted. Plan (age) order starts with the large ones; value order (the default) with the
-small ones. First a calibration run merges everything in age order without a deadline;
+small ones. First (after `--warmup` uncounted runs: the nodes' JIT warms up over the first merges) a
+calibration run merges everything in age order without a deadline;
 then, on identical data made anew each time, each order runs with MERGE_DEADLINE =
 share x the calibration's wall time. Per run: indices merged, segments removed and store
 bytes reclaimed (from the job's `merge_finished` events: all copies, before - after).
@@ -140,6 +142,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--small", type=int, default=3, help="newer ones, many small segments")
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--deadline-share", type=float, default=0.5)
+    parser.add_argument("--warmup", type=int, default=1, help="uncounted runs first")
     parser.add_argument("--node-cpus", type=float, default=DEFAULT_NODE_CPUS)
     args = parser.parse_args(argv)
     names = data.index_names(args.large + args.small, prefix=PREFIX)
@@ -147,6 +150,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     with cluster_urls(args.urls, args.image, args.node_cpus or None) as urls:
         url = urls[0]
         data.delete_indices(url, PREFIX)
+        for _ in range(args.warmup):  # the nodes' JIT warms up over the first merges
+            one_run(url, names, "age", None, *shape)
         calibration = one_run(url, names, "age", None, *shape)
         deadline = round(args.deadline_share * calibration["wall_s"], 1)
         rows = [calibration]
