@@ -48,6 +48,7 @@ from merge_job.cluster_state import (
 from merge_job.config import Settings
 from merge_job.engines import require_supported
 from merge_job.errors import (
+    AccessDeniedError,
     CredentialsRefusedError,
     IndexClosedError,
     IndexGoneError,
@@ -56,6 +57,13 @@ from merge_job.errors import (
     refused_action,
     refused_message,
     service_message,
+)
+from merge_job.gate_reads import (
+    NODE_LOAD_REQUEST,
+    NodeLoad,
+    explain_request,
+    parse_explain,
+    parse_node_loads,
 )
 
 log = structlog.get_logger(__name__)
@@ -352,6 +360,23 @@ class ClusterClient:
     def snapshot(self) -> ClusterSnapshot:
         return parse_snapshot(self.planning_responses())
 
+    def ism_policies(self, patterns: Sequence[str]) -> dict[str, str]:
+        """Index -> ISM policy id for the selected indices a policy manages (one request).
+
+        A refused or failed explain (no permission, an engine without the API) is a
+        warning: planning then knows of no ISM-managed index and goes on.
+        """
+        path, params = explain_request(patterns)
+        try:
+            return parse_explain(self.get(path, params))
+        except (opensearchpy.TransportError, AccessDeniedError) as err:
+            log.warning(
+                "ism_explain_failed",
+                error=str(err)[:300],
+                detail="no index is skipped as ism_managed in this run",
+            )
+            return {}
+
     # -- execution -------------------------------------------------------------
 
     def health(self) -> str:
@@ -459,6 +484,11 @@ class ClusterClient:
                 permission_message(self.endpoint, refused, status.error), refused.action
             )
         return status
+
+    def node_loads(self) -> dict[str, NodeLoad]:
+        """Every node's heap, CPU and force-merge pool (the load gate's one read)."""
+        path, params = NODE_LOAD_REQUEST
+        return parse_node_loads(self.get(path, params))
 
     def merge_task_expressions(self) -> list[tuple[str, ...]]:
         """The index expressions of every running force-merge task."""

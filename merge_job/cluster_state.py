@@ -98,6 +98,11 @@ PLANNING_REQUESTS: Mapping[str, tuple[str, Mapping[str, str]]] = {
     ),
 }
 
+# The ISM plugin keeps its policies and the state of every managed index in this system
+# index (the same name since Open Distro): where the cluster state lists no such index, no
+# index is managed, and ISM's explain API is not asked.
+ISM_CONFIG_INDEX = ".opendistro-ism-config"
+
 _MERGE_DESCRIPTION_RE = re.compile(r"indices\s*\[(?P<indices>[^\]]*)\]")
 
 
@@ -209,6 +214,8 @@ class ClusterSnapshot:
     data_nodes: int | None = None  # from cluster health; None when not reported
     cluster_name: str = ""
     global_blocks: tuple[IndexBlock, ...] = ()  # cluster-wide: they apply to every index
+    ism_in_use: bool = False  # the cluster state lists ISM's config index (ISM_CONFIG_INDEX)
+    ism_policies: Mapping[str, str] = field(default_factory=dict)  # index -> ISM policy id
 
     def alias_members(self) -> dict[str, list[str]]:
         members: dict[str, list[str]] = {}
@@ -423,6 +430,7 @@ def parse_snapshot(responses: Mapping[str, Any]) -> ClusterSnapshot:
         data_nodes=None if data_nodes is None else _int(data_nodes),
         cluster_name=str((responses["root"] or {}).get("cluster_name", "")),
         global_blocks=parse_global_blocks(state),
+        ism_in_use=ISM_CONFIG_INDEX in indices,
     )
 
 

@@ -65,6 +65,10 @@ class Settings:
     require_health: str = DEFAULTS["require_health"]
     dry_run: bool = DEFAULTS["dry_run"]
     concurrency: int = DEFAULTS["concurrency"]
+    merge_order: str = DEFAULTS["merge_order"]
+    include_ism_managed: bool = DEFAULTS["include_ism_managed"]
+    max_heap_percent: int = DEFAULTS["max_heap_percent"]
+    max_cpu_percent: int = DEFAULTS["max_cpu_percent"]
     small_index_size: int = DEFAULTS["small_index_size"]
     disk_headroom: float = DEFAULTS["disk_headroom"]
     auth: AuthMode = AuthMode.NONE

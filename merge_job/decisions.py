@@ -38,6 +38,7 @@ class SkipReason(enum.StrEnum):
     ULTRAWARM = "ultrawarm"
     REPLICATION_FOLLOWER = "replication_follower"
     RESIZING = "resizing"
+    ISM_MANAGED = "ism_managed"  # an ISM policy manages it (ism.py)
     # Only at execution time: the index vanished between planning and its turn.
     DELETED = "deleted"
 
@@ -79,6 +80,8 @@ class IndexPlan:
     # The copies as planning read them: the first merges' check at their turn reuses them.
     copies: tuple[ShardCopy, ...] = field(default=(), compare=False, repr=False)
     rule: str = ""  # the rules file's rule that decided ("" without a rules file)
+    # The value of the merge per byte rewritten (admission.py): merges start in its order.
+    score: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ class Plan:
     version: str
     health: str
     async_forcemerge: bool
-    indices: tuple[IndexPlan, ...]  # merges first, oldest first; then skips by name
+    indices: tuple[IndexPlan, ...]  # merges first, in start order (MERGE_ORDER); skips by name
     pattern_warnings: tuple[PatternWarning, ...] = ()
     include_patterns_given: bool = False
     engine: str = OPENSEARCH  # engines.OPENSEARCH or engines.ELASTICSEARCH

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import sys
 import threading
@@ -49,6 +50,9 @@ def read_plan(cluster: ClusterClient, settings: Settings, now: dt.datetime) -> P
         raise UnreachableError(f"cannot reach {settings.endpoint}: {err}") from None
     except opensearchpy.TransportError as err:
         raise UnreachableError(f"planning request failed on {settings.endpoint}: {err}") from None
+    if snapshot.ism_in_use and not settings.include_ism_managed:
+        policies = cluster.ism_policies(settings.index_patterns)
+        snapshot = dataclasses.replace(snapshot, ism_policies=policies)
     engine = engine_of(snapshot.version)
     log.info(
         "cluster",
@@ -59,6 +63,8 @@ def read_plan(cluster: ClusterClient, settings: Settings, now: dt.datetime) -> P
         indices=len(snapshot.indices),
         nodes=len(snapshot.node_names),
         task_forcemerge=snapshot.version.async_forcemerge,
+        ism=snapshot.ism_in_use,
+        ism_managed=len(snapshot.ism_policies),
     )
     return build_plan(snapshot, settings, now=now)
 
@@ -152,6 +158,8 @@ def run(
         reason = result.stop_reason.value
     elif code is ExitCode.MERGE_FAILED:
         reason = "merge_failed"
+    elif result.not_started_reasons:
+        reason = "deadline"  # merges passed over: they would have overrun it
     else:
         reason = "completed"
     return _summarise(settings, plan, result, code, reason, started)

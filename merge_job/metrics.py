@@ -162,6 +162,13 @@ def build_registry(
         for (outcome, reason), count in sorted(index_counts(plan, result).items()):
             indices.labels(outcome=outcome, reason=reason).set(count)
 
+    gauge(
+        "merge_job_held_seconds",
+        "How long the load gate held merges back in the last run (a node above "
+        "MERGE_MAX_HEAP_PERCENT or MERGE_MAX_CPU_PERCENT, or merging for someone else).",
+        registry=registry,
+    ).set(result.held_s if result is not None else 0.0)
+
     merged = _merged(result)
     segments = gauge(
         "merge_job_merged_segments",

@@ -25,6 +25,7 @@ from merge_job.values import (
     parse_patterns,
     parse_pushgateway_url,
     parse_region,
+    percent,
     positive_duration,
     readable_file,
 )
@@ -200,6 +201,47 @@ OPTIONS: tuple[Option, ...] = (
         "merges outstanding at once; per node at most one running and one queued",
         "integer >= 1",
         default="1",
+    ),
+    Option(
+        "max_heap_percent",
+        "MERGE_MAX_HEAP_PERCENT",
+        ("--max-heap-percent",),
+        percent,
+        "load gate: a merge waits while a node holding its shards uses more JVM heap than "
+        "this (0 = off)",
+        "integer 0-100",
+        default="85",
+    ),
+    Option(
+        "max_cpu_percent",
+        "MERGE_MAX_CPU_PERCENT",
+        ("--max-cpu-percent",),
+        percent,
+        "load gate: a merge waits while a node holding its shards uses more CPU than this "
+        "(0 = off)",
+        "integer 0-100",
+        default="0",
+    ),
+    Option(
+        "include_ism_managed",
+        "MERGE_INCLUDE_ISM_MANAGED",
+        ("--include-ism-managed",),
+        parse_bool,
+        "merge indices an ISM policy manages too (by default they are skipped as "
+        "ism_managed: the policy may force-merge them itself)",
+        "boolean",
+        default="false",
+        boolean=True,
+    ),
+    Option(
+        "merge_order",
+        "MERGE_ORDER",
+        ("--merge-order",),
+        choice("value", "age"),
+        "order merges start in: value = most segments removed and deleted docs reclaimed "
+        "per byte rewritten first (docs/admission.md), age = oldest first",
+        "value or age",
+        default="value",
     ),
     Option(
         "small_index_size",

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from merge_job import units
+from merge_job.admission import rewritten_copies, value_score
 from merge_job.cluster_state import (
     STARTED,
     ClusterSnapshot,
@@ -24,6 +25,7 @@ from merge_job.cluster_state import (
 from merge_job.config import Settings
 from merge_job.decisions import Decision, IndexPlan, PatternWarning, Plan, SkipReason
 from merge_job.engines import engine_of
+from merge_job.ism import skip_ism_managed
 from merge_job.readiness import Readiness, shard_readiness
 from merge_job.replication import merging_nodes, primary_only_applies, segment_replicated
 from merge_job.values import date_from_name, matches, starts_with_wildcard
@@ -373,20 +375,39 @@ class _Planner:
         return (SkipReason.INSUFFICIENT_DISK, "; ".join(problems)) if problems else None
 
 
+def score_of(item: IndexPlan, settings: Settings) -> float:
+    """A planned merge's value score (admission.py) over the copies it rewrites."""
+    copies = rewritten_copies(item.copies, item.nodes, item.segment_replication)
+    score = value_score(
+        copies, settings.max_num_segments, only_expunge_deletes=settings.only_expunge_deletes
+    )
+    return round(score, 6)
+
+
 def build_plan(snapshot: ClusterSnapshot, settings: Settings, now: dt.datetime) -> Plan:
     """Decide merge or skip for every index in the snapshot. Pure.
 
-    Merges come first, oldest first (by the same age the min-age rule uses); then skips
-    by name.
+    Merges come first, in the order they start: by value score, highest first
+    (`MERGE_ORDER=value`, admission.py), else or on a tie oldest first (by the same age
+    the min-age rule uses); then skips by name.
     """
     planner = _Planner(snapshot, settings, now)
     rules = _RulePlanners(planner, settings) if settings.rules else None
     decide = rules.decide if rules is not None else planner.decide
     decisions = [decide(info) for info in snapshot.indices.values()]
+    # Only after every other rule: an index skipped anyway is reported for that reason.
+    decisions = skip_ism_managed(decisions, snapshot.ism_policies)
     merges = sorted(
-        (d for d in decisions if d.decision is Decision.MERGE),
+        (
+            # A merge's value depends on its target: its rule's settings when a rule decided.
+            dataclasses.replace(d, score=score_of(d, settings.for_rule(d.rule)))
+            for d in decisions
+            if d.decision is Decision.MERGE
+        ),
         key=lambda d: (-(d.age_seconds or 0.0), d.index),
     )
+    if settings.merge_order == "value":
+        merges.sort(key=lambda d: -(d.score or 0.0))  # stable: ties stay oldest first
     skips = sorted((d for d in decisions if d.decision is Decision.SKIP), key=lambda d: d.index)
     return Plan(
         version=snapshot.version.number,

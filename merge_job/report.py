@@ -7,14 +7,15 @@ from typing import Any
 
 from merge_job import units
 from merge_job.config import Settings
-from merge_job.decisions import IndexPlan, Plan
+from merge_job.decisions import Decision, IndexPlan, Plan
 from merge_job.outcome import Status
 from merge_job.scheduler import RunResult
 
 
-def index_entry(item: IndexPlan, rules: bool = False) -> dict[str, Any]:
-    """One index of the plan document; `rule` (its rule, null if none) with a rules file."""
-    entry = {
+def index_entry(item: IndexPlan, order: int | None = None, rules: bool = False) -> dict[str, Any]:
+    """One index's plan entry; `order` is a merge's place in the start order (from 1),
+    `rule` (its rule, null if none) is added with a rules file."""
+    entry: dict[str, Any] = {
         "index": item.index,
         "decision": item.decision.value,
         "reason": item.reason.value if item.reason else None,
@@ -22,6 +23,8 @@ def index_entry(item: IndexPlan, rules: bool = False) -> dict[str, Any]:
         "max_segments_per_copy": item.max_segments_per_copy,
         "store_bytes": item.store_bytes,
         "age_seconds": item.age_seconds,
+        "order": order,
+        "score": item.score,
     }
     if rules:
         entry["rule"] = item.rule or None
@@ -34,7 +37,13 @@ def plan_document(plan: Plan, settings: Settings) -> dict[str, Any]:
         "cluster": {"engine": plan.engine, "version": plan.version, "health": plan.health},
         "settings": settings.redacted(),
         "warnings": plan.summary_warnings(),
-        "indices": [index_entry(item, bool(plan.rules)) for item in plan.indices],
+        # Merges come first, in the order they start: their position is their order.
+        "indices": [
+            index_entry(
+                item, position if item.decision is Decision.MERGE else None, bool(plan.rules)
+            )
+            for position, item in enumerate(plan.indices, start=1)
+        ],
     }
 
 
@@ -55,20 +64,31 @@ def plan_json(plan: Plan, settings: Settings) -> str:
 def plan_table(plan: Plan) -> str:
     rows = [
         (
+            position if item.decision is Decision.MERGE else "",
             item.index,
             item.decision.value,
             item.reason.value if item.reason else "",
             "" if item.max_segments_per_copy is None else item.max_segments_per_copy,
             units.size(item.store_bytes),
             units.duration(item.age_seconds),
+            "" if item.score is None else f"{item.score:.3g}",
             item.detail,
         )
-        for item in plan.indices
+        for position, item in enumerate(plan.indices, start=1)
     ]
-    headers: tuple[str, ...] = ("index", "decision", "reason", "max seg/copy", "size", "age")
+    headers: tuple[str, ...] = (
+        "order",
+        "index",
+        "decision",
+        "reason",
+        "max seg/copy",
+        "size",
+        "age",
+        "score",
+    )
     cells: list[tuple[object, ...]] = list(rows)
     if plan.rules:  # the rule column only with a rules file
-        cells = [(*r[:6], item.rule, r[6]) for r, item in zip(rows, plan.indices, strict=True)]
+        cells = [(*r[:8], item.rule, r[8]) for r, item in zip(rows, plan.indices, strict=True)]
         headers = (*headers, "rule")
     # Imported here: only a table needs it (tabulate and wcwidth cost a JSON plan ~0.1 s).
     from tabulate import tabulate
@@ -134,6 +154,8 @@ def run_summary(
         "skipped": skipped + result.count(Status.SKIPPED),
         "remaining": len(result.not_started) + len(result.still_running),
         "not_started": result.not_started,
+        "not_started_reasons": result.not_started_reasons,
+        "held_seconds": round(result.held_s, 1),
         "still_running": result.still_running,
         "failed_indices": [
             o.index for o in result.outcomes if o.status in (Status.FAILED, Status.TIMED_OUT)

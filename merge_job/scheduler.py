@@ -25,7 +25,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import opensearchpy
@@ -34,6 +34,8 @@ import structlog
 from merge_job.config import Settings
 from merge_job.decisions import IndexPlan, Plan
 from merge_job.errors import AccessDeniedError, ExitCode, MergeStopped, PermissionDeniedError
+from merge_job.gate_reads import NodeLoad
+from merge_job.gates import Gates
 from merge_job.merge import DEFAULT_PACING, IndexMerge, Mode, Pacing, Step
 from merge_job.merge_rules import FORCEMERGE_ACTION
 from merge_job.outcome import MergeOutcome, Status, log_outcome
@@ -59,6 +61,7 @@ class SchedulerCluster(MergeCluster, Protocol):
     """The cluster calls of a run (`client.ClusterClient`; a fake in unit tests)."""
 
     def health(self) -> str: ...
+    def node_loads(self) -> dict[str, NodeLoad]: ...
 
 
 class StopReason(enum.StrEnum):
@@ -79,6 +82,9 @@ class RunResult:
     not_started: list[str]
     still_running: dict[str, str | None]  # index -> task id
     stop_reason: StopReason | None
+    # Of not_started: merges the run passed over and why (WOULD_OVERRUN_DEADLINE).
+    not_started_reasons: dict[str, str] = field(default_factory=dict)
+    held_s: float = 0.0  # how long the load gate held the next merge back
 
     def count(self, *statuses: Status) -> int:
         return sum(1 for o in self.outcomes if o.status in statuses)
@@ -97,6 +103,8 @@ class RunResult:
             return ExitCode.UNREACHABLE
         if self.stop_reason is not None and work_left:
             return ExitCode.INTERRUPTED
+        if self.not_started_reasons:
+            return ExitCode.INTERRUPTED  # the deadline left work undone
         return ExitCode.OK
 
 
@@ -189,6 +197,8 @@ class Scheduler:
         # started afterwards uses the blocking call.
         self.mode = Mode.TASK if plan.async_forcemerge else Mode.BLOCKING
         self.reads = SharedReads(cluster, clock)
+        # Before each merge starts: the load gate, then the deadline's admission (gates.py).
+        self.gates = Gates(cluster, settings, clock, self.started_at)
         # Planning's answers, dated at the start of the run: they were read after that. The
         # first merges' check reuses planning's copies while they are young enough.
         self._health = (self.started_at, plan.health)
@@ -256,8 +266,12 @@ class Scheduler:
                 if not self._health_ok():
                     self.request_stop(StopReason.HEALTH)
                     break
+                if self.gates.held(candidate, running.values()):
+                    break  # asked again on the next turn; deadline and SIGTERM still apply
                 pending.remove(candidate)
                 self.reads.upcoming = tuple(p.index for p in pending[:UPCOMING_READ])
+                if not self.gates.admit(candidate, running):
+                    continue  # the next in the order may still fit
                 running[candidate.index] = self._start(candidate, finished)
             if self._stopped():
                 break
@@ -273,6 +287,7 @@ class Scheduler:
                 self._collect(finished.get_nowait(), running, verifying, outcomes)
             except queue.Empty:
                 break
+        held_s = self.gates.held_seconds()
         # A merge still being verified has no outcome yet: reported as still running too.
         # One whose force-merge was never sent (stopped while checking) is not started.
         left = {**running, **verifying}
@@ -289,9 +304,11 @@ class Scheduler:
             )
         return RunResult(
             outcomes=outcomes,
-            not_started=[*not_sent, *(p.index for p in pending)],
+            not_started=[*not_sent, *self.gates.passed_over, *(p.index for p in pending)],
             still_running=still_running,
             stop_reason=self.stop_reason,
+            not_started_reasons=dict(self.gates.passed_over),
+            held_s=round(held_s, 3),
         )
 
     def _start(self, item: IndexPlan, finished: queue.Queue[_Report]) -> IndexMerge:
@@ -330,6 +347,7 @@ class Scheduler:
         if isinstance(report, _Released):
             if index in running:
                 verifying[index] = running.pop(index)
+            self.gates.released(index)
             return
         if report.outcome is None:
             return  # left running: stays where it is and is reported as still running

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from merge_job.cluster_state import ShardCopy, TaskStatus
+from merge_job.gate_reads import NodeLoad
 
 # A stats answer read along with another index's is good for this index's CHECK this long.
 CHECK_MAX_AGE_S = 2.0
+# The load gate reuses a nodes-stats answer this young (merges that ended since are taken
+# out of its force-merge counts).
+LOAD_MAX_AGE_S = 5.0
 UPCOMING_READ = 8  # planned indices read along with a merge's own stats read
 MAX_READ_PATH = 2000  # characters of index names in one multi-index stats read
 
@@ -97,3 +103,42 @@ class SharedReads:
         ):
             return kept[1]
         return self.read(index)
+
+
+class NodeLoadSource(Protocol):
+    def node_loads(self) -> dict[str, NodeLoad]: ...
+
+
+class SharedNodeLoads:
+    """The load gate's nodes-stats answer, shared by the gate checks of the next merges.
+
+    One read answers for every node and serves every check while younger than
+    LOAD_MAX_AGE_S. A merge of the job that ended since the read still shows in the
+    answer's force-merge counts and would pass for someone else's: its operations are
+    taken out (`released`). One that started since is not in the answer; the scheduler
+    counts it as the job's own, so it never looks foreign either.
+    """
+
+    def __init__(self, cluster: NodeLoadSource, clock: Callable[[], float] = time.monotonic):
+        self.cluster = cluster
+        self.clock = clock
+        self._answer: tuple[float, dict[str, NodeLoad]] | None = None
+        self._released: Counter[str] = Counter()  # operations ended per node since the read
+
+    def released(self, operations: Mapping[str, int]) -> None:
+        """A merge of the job ended: its operations (shard copies) per node."""
+        self._released.update(operations)
+
+    def current(self) -> dict[str, NodeLoad]:
+        now = self.clock()
+        if self._answer is not None and now - self._answer[0] <= LOAD_MAX_AGE_S:
+            return {
+                node: dataclasses.replace(
+                    load, force_merges=max(0, load.force_merges - self._released[node])
+                )
+                for node, load in self._answer[1].items()
+            }
+        loads = self.cluster.node_loads()
+        self._answer = (now, loads)
+        self._released = Counter()
+        return loads

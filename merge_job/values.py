@@ -59,6 +59,17 @@ def int_at_least_one(text: str) -> int:
     return value
 
 
+def percent(text: str) -> int:
+    """An integer percentage, 0 to 100."""
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError("expected an integer from 0 to 100") from None
+    if not 0 <= value <= 100:
+        raise ValueError("expected an integer from 0 to 100")
+    return value
+
+
 def float_in(low: float, high: float | None) -> Callable[[str], float]:
     form = f"a number in [{low:g}, {high:g}]" if high is not None else f"a number >= {low:g}"
 

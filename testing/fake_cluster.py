@@ -17,6 +17,7 @@ from merge_job.cluster_state import ShardCopy, TaskStatus
 from merge_job.config import Settings
 from merge_job.decisions import Decision, IndexPlan, Plan
 from merge_job.errors import IndexGoneError
+from merge_job.gate_reads import NodeLoad
 from merge_job.merge import IndexMerge, Mode, Pacing, Step
 from merge_job.outcome import MergeOutcome, Status
 from merge_job.scheduler import (
@@ -61,9 +62,19 @@ class FakeCluster:
         self.reads: list[tuple[str, ...]] = []  # the indices of every stats read
         self.store_bytes: dict[str, int] = {}  # per copy; LARGE unless set
         self.post_timeouts: list[float | None] = []
+        # The load gate's answers, in order (the last one repeats); none: no node reported.
+        self.load_script: list[dict[str, NodeLoad]] = []
+        self.load_reads = 0
 
     def health(self) -> str:
         return self.health_status
+
+    def node_loads(self) -> dict[str, NodeLoad]:
+        with self.lock:
+            self.load_reads += 1
+            if not self.load_script:
+                return {}
+            return self.load_script.pop(0) if len(self.load_script) > 1 else self.load_script[0]
 
     def refresh(self, index: str) -> None:
         self.refreshed.append(index)

@@ -57,7 +57,10 @@ class JobResult:
 
 def job_env(endpoint: str | None, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_JOB_ENV_PREFIXES)}
-    env.update({"LOG_FORMAT": "json", "MERGE_AUTH": "none"})
+    # Age order (the plan's listing) unless a test sets MERGE_ORDER: the tests seed
+    # look-alike indices and name which one merges first by creating it first; value
+    # order would rank them on store-size noise. Value order has tests of its own.
+    env.update({"LOG_FORMAT": "json", "MERGE_AUTH": "none", "MERGE_ORDER": "age"})
     if endpoint is not None:
         env["ES_DOMAIN_ENDPOINT"] = endpoint
     env.update(settings)

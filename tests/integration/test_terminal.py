@@ -52,7 +52,9 @@ def test_a_run_on_a_terminal_shows_the_plan_live_progress_and_a_summary(
     header = r"^(OpenSearch|Elasticsearch) [\d.]+, health \w+: 3 to merge, \d skipped$"
     assert re.search(header, screen, re.M)
     assert re.search(
-        r"^index\s+decision\s+reason\s+max seg/copy\s+size\s+age\s+detail$", screen, re.M
+        r"^order\s+index\s+decision\s+reason\s+max seg/copy\s+size\s+age\s+score\s+detail$",
+        screen,
+        re.M,
     )
     for index in (first, second, third):
         assert re.search(rf"^{index}\s+merge\s+12\s+[\d.]+KiB", screen, re.M), index

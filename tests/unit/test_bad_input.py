@@ -112,7 +112,11 @@ STRATEGIES: dict[str, st.SearchStrategy[str]] = {
     "deadline": _POSITIVE_DURATION,
     "index_timeout": _POSITIVE_DURATION,
     "require_health": _not_in("green", "yellow"),
+    "merge_order": _not_in("value", "age"),
     "dry_run": _not_in("true", "false", "1", "0", "yes", "no"),
+    "max_heap_percent": _not_in(*(str(n) for n in range(101))),
+    "max_cpu_percent": _not_in(*(str(n) for n in range(101))),
+    "include_ism_managed": _not_in("true", "false", "1", "0", "yes", "no"),
     "concurrency": _INT_AT_LEAST_ONE,
     "small_index_size": st.one_of(
         _LETTERS,  # no number

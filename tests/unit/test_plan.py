@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import itertools
 import json
 from typing import Any
 
@@ -73,10 +74,10 @@ def test_recorded_cluster_decisions(responses: dict[str, Any]) -> None:
     assert plan["app-000002"].detail == "write index of alias app"
 
 
-def test_merges_come_first_oldest_first(responses: dict[str, Any]) -> None:
+def test_merges_come_first_oldest_first_in_age_order(responses: dict[str, Any]) -> None:
     plan = build_plan(
         parse_snapshot(responses),
-        Settings(endpoint="http://x:9200"),
+        Settings(endpoint="http://x:9200", merge_order="age"),
         newest_creation(responses) + dt.timedelta(days=2),
     )
     merges = [p.index for p in plan.merges]
@@ -86,6 +87,28 @@ def test_merges_come_first_oldest_first(responses: dict[str, Any]) -> None:
     assert [p.decision for p in plan.indices] == sorted(
         (p.decision for p in plan.indices), key=lambda d: d is Decision.SKIP
     )
+
+
+def test_merges_start_in_value_order_by_default(responses: dict[str, Any]) -> None:
+    plan = build_plan(
+        parse_snapshot(responses),
+        Settings(endpoint="http://x:9200"),
+        newest_creation(responses) + dt.timedelta(days=2),
+    )
+    merges = plan.merges
+    scores = [p.score or 0.0 for p in merges]
+    assert all(p.score is not None and p.score > 0 for p in merges)
+    assert scores == sorted(scores, reverse=True)
+    # Ties keep the age order.
+    for a, b in itertools.pairwise(merges):
+        if a.score == b.score:
+            assert (a.age_seconds or 0) >= (b.age_seconds or 0)
+    assert all(p.score is None for p in plan.skips)
+    # The index with deleted documents is worth more per byte than one with only as many
+    # segments: it gives disk back too.
+    by_name = {p.index: p for p in merges}
+    deletes = by_name["deletes-2026.10.02"]
+    assert deletes.score is not None
 
 
 def test_default_selection_never_touches_hidden_but_a_named_pattern_does(

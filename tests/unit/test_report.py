@@ -25,6 +25,7 @@ PLAN = Plan(
             12,
             12345,
             86400.0,
+            score=3.5,
         ),
         IndexPlan(
             "logs-write",
@@ -60,8 +61,11 @@ def test_plan_document_follows_the_contract() -> None:
         "max_segments_per_copy": 12,
         "store_bytes": 12345,
         "age_seconds": 86400.0,
+        "order": 1,
+        "score": 3.5,
     }
     assert skip["decision"] == "skip"
+    assert skip["order"] is None and skip["score"] is None
     assert skip["reason"] == "write_index"
     assert skip["detail"] == "write index of alias logs"
     assert plan_document(PLAN, SETTINGS)["indices"][1]["reason"] == "write_index"
@@ -72,6 +76,9 @@ def test_plan_table_shows_every_index_and_reason() -> None:
     assert "1 to merge, 1 skipped" in table
     assert "logs-2026.11.01" in table and "write_index" in table
     assert "12.1KiB" in table
+    header, merge_row = table.splitlines()[1], table.splitlines()[3]
+    assert header.split()[:2] == ["order", "index"] and "score" in header.split()
+    assert merge_row.split()[:2] == ["1", "logs-2026.11.01"] and " 3.5 " in merge_row
 
 
 def test_run_summary_counts() -> None:

@@ -10,11 +10,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
-from merge_job.cluster_state import TaskStatus
+from merge_job.cluster_state import ShardCopy, TaskStatus
 from merge_job.config import Settings
-from merge_job.decisions import Decision, IndexPlan
+from merge_job.decisions import Decision, IndexPlan, Plan
 from merge_job.errors import CredentialsRefusedError, ExitCode
+from merge_job.gate_reads import NodeLoad
+from merge_job.gates import WOULD_OVERRUN_DEADLINE
 from merge_job.outcome import Status
 from merge_job.scheduler import (
     HEALTH_MAX_AGE_S,
@@ -278,3 +281,138 @@ def test_a_merge_being_verified_at_sigterm_is_reported_still_running() -> None:
     assert result.still_running == {"a": "node:1"}
     assert result.outcomes == []
     assert result.exit_code is ExitCode.INTERRUPTED
+
+
+def _sized_plan(sizes: Mapping[str, int]) -> Plan:
+    """Merges in this order, each one primary on n1 of the given store size."""
+    return Plan(
+        version="2.19.0",
+        health="green",
+        async_forcemerge=True,
+        indices=tuple(
+            IndexPlan(
+                name,
+                Decision.MERGE,
+                None,
+                "",
+                5,
+                size,
+                90000.0,
+                ("n1",),
+                copies=(ShardCopy(0, True, "n1", "STARTED", 5, 10, 0, size),),
+            )
+            for name, size in sizes.items()
+        ),
+    )
+
+
+def test_a_merge_estimated_past_the_deadline_is_passed_over_and_a_smaller_one_runs() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"big": 5, "small": 5}
+    # At the default 8 MiB/s, 1 GiB needs 128 s: more than the hour's last 100 s.
+    plan = _sized_plan({"big": 1024 * 1024 * 1024, "small": 1024 * 1024})
+    settings = Settings(endpoint="http://127.0.0.1:9200", deadline=dt.timedelta(seconds=100))
+    result = Scheduler(cluster, settings, plan, pacing=FAST).run()
+    assert [index for index, _ in cluster.posts] == ["small"]
+    assert statuses(result) == {"small": Status.MERGED}
+    assert result.not_started == ["big"]
+    assert result.not_started_reasons == {"big": WOULD_OVERRUN_DEADLINE}
+    assert result.stop_reason is None
+    assert result.exit_code is ExitCode.INTERRUPTED
+
+
+def test_without_a_deadline_every_merge_is_admitted_and_throughput_is_measured() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"big": 5, "small": 5}
+    plan = _sized_plan({"big": 1024 * 1024 * 1024, "small": 1024 * 1024})
+    scheduler = Scheduler(cluster, Settings(endpoint="http://127.0.0.1:9200"), plan, pacing=FAST)
+    result = scheduler.run()
+    assert statuses(result) == {"big": Status.MERGED, "small": Status.MERGED}
+    assert result.not_started_reasons == {}
+    assert scheduler.gates.throughput.measured("n1")
+    assert scheduler.gates.throughput.of("n1") > 0
+
+
+def test_the_estimate_counts_what_a_busy_node_still_has_to_do() -> None:
+    """Two merges of 500 MiB on one node: each alone fits 100 s at 8 MiB/s (62.5 s), the
+    second queued behind the first does not."""
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5, "b": 5}
+    cluster.task_script["a"] = [TaskStatus(False, None)] * 3
+    plan = _sized_plan({"a": 500 * 1024 * 1024, "b": 500 * 1024 * 1024})
+    settings = Settings(
+        endpoint="http://127.0.0.1:9200", deadline=dt.timedelta(seconds=100), concurrency=2
+    )
+    result = Scheduler(cluster, settings, plan, pacing=FAST).run()
+    assert [index for index, _ in cluster.posts] == ["a"]
+    assert result.not_started_reasons == {"b": WOULD_OVERRUN_DEADLINE}
+
+
+def _hot(heap: int) -> dict[str, NodeLoad]:
+    return {"n1": NodeLoad("node-1", heap, 5, 0)}
+
+
+class _Clock:
+    """A clock the test moves: each reading advances it a little."""
+
+    def __init__(self, step: float = 0.5) -> None:
+        self.now = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_the_load_gate_holds_merges_while_a_node_is_above_the_heap_limit_then_resumes() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5, "b": 5}
+    cluster.load_script = [_hot(95), _hot(95), _hot(95), _hot(40)]
+    settings = Settings(endpoint="http://127.0.0.1:9200")
+    scheduler = Scheduler(cluster, settings, plan_of("a", "b"), pacing=FAST, clock=_Clock())
+    with capture_logs() as logs:
+        result = scheduler.run()
+    assert statuses(result) == {"a": Status.MERGED, "b": Status.MERGED}
+    assert result.exit_code is ExitCode.OK
+    assert result.held_s > 0
+    held = [e for e in logs if e["event"] == "merge_held"]
+    # Logged once for the node, however many times the gate looked.
+    assert [(e["index"], e["node"], e["reason"], e["value"], e["limit"]) for e in held] == [
+        ("a", "node-1", "heap", 95, 85)
+    ]
+    assert [e["index"] for e in logs if e["event"] == "merge_resumed"] == ["a"]
+    assert cluster.load_reads >= 4
+
+
+def test_a_hold_is_bounded_by_the_deadline_and_leaves_the_merges_not_started() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5}
+    cluster.load_script = [_hot(95)]
+    settings = Settings(endpoint="http://127.0.0.1:9200", deadline=dt.timedelta(seconds=30))
+    clock = _Clock(step=0.5)
+    result = Scheduler(cluster, settings, plan_of("a"), pacing=FAST, clock=clock).run()
+    assert cluster.posts == []
+    assert result.stop_reason is StopReason.DEADLINE
+    assert result.not_started == ["a"]
+    assert result.exit_code is ExitCode.INTERRUPTED
+    assert result.held_s > 25  # on the test's clock: held until the deadline
+    # The shared read served several checks: fewer reads than clock readings.
+    assert 1 <= cluster.load_reads < clock.now / 0.5
+
+
+def test_sigterm_during_a_hold_ends_the_run_with_exit_4() -> None:
+    cluster = FakeCluster()
+    cluster.segments = {"a": 5, "b": 5}
+    cluster.load_script = [_hot(99)]
+    stop = threading.Event()
+    settings = Settings(endpoint="http://127.0.0.1:9200")
+    scheduler = Scheduler(cluster, settings, plan_of("a", "b"), stop=stop, pacing=FAST)
+    timer = threading.Timer(0.3, stop.set)  # what the SIGTERM handler does
+    timer.start()
+    result = scheduler.run()
+    timer.join()
+    assert cluster.posts == []
+    assert result.stop_reason is StopReason.SIGTERM
+    assert result.not_started == ["a", "b"]
+    assert result.exit_code is ExitCode.INTERRUPTED
+    assert result.held_s > 0

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from merge_job.gate_reads import NodeLoad
 from merge_job.outcome import Status
-from merge_job.shared_reads import UPCOMING_READ, SharedReads
+from merge_job.shared_reads import LOAD_MAX_AGE_S, UPCOMING_READ, SharedNodeLoads, SharedReads
 from testing.fake_cluster import FakeCluster, copies, execute, plan_of, statuses
 
 
@@ -55,3 +56,30 @@ def test_a_kept_answer_serves_a_check_only_if_asked_after_the_latest_forcemerge_
     cluster.segments["b"] = 1
     assert reads.recent("b") == copies(1)  # read anew
     assert cluster.reads == [("b",)]
+
+
+class _Loads:
+    def __init__(self, merges: int) -> None:
+        self.merges = merges
+        self.reads = 0
+
+    def node_loads(self) -> dict[str, NodeLoad]:
+        self.reads += 1
+        return {"n1": NodeLoad("node-1", 40, 5, self.merges)}
+
+
+def test_one_nodes_stats_read_serves_the_gate_for_a_while_less_the_merges_that_ended() -> None:
+    now = [0.0]
+    source = _Loads(merges=2)
+    loads = SharedNodeLoads(source, clock=lambda: now[0])
+    assert loads.current()["n1"].force_merges == 2
+    loads.released({"n1": 1})  # one of the job's merges ended after the read
+    now[0] = LOAD_MAX_AGE_S
+    assert loads.current()["n1"].force_merges == 1
+    assert source.reads == 1
+    now[0] = LOAD_MAX_AGE_S + 0.1  # too old: read anew, nothing taken out
+    source.merges = 3
+    assert loads.current()["n1"].force_merges == 3
+    assert source.reads == 2
+    loads.released({"n1": 5})
+    assert loads.current()["n1"].force_merges == 0  # never below zero

@@ -98,6 +98,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- include "merge-job.envVar" (list "MERGE_REQUIRE_HEALTH" $c.requireHealth) }}
 {{- include "merge-job.envVar" (list "MERGE_DRY_RUN" $c.dryRun) }}
 {{- include "merge-job.envVar" (list "MERGE_CONCURRENCY" $c.concurrency) }}
+{{- include "merge-job.envVar" (list "MERGE_MAX_HEAP_PERCENT" $c.maxHeapPercent) }}
+{{- include "merge-job.envVar" (list "MERGE_MAX_CPU_PERCENT" $c.maxCpuPercent) }}
+{{- include "merge-job.envVar" (list "MERGE_ORDER" $c.mergeOrder) }}
+{{- include "merge-job.envVar" (list "MERGE_INCLUDE_ISM_MANAGED" $c.includeIsmManaged) }}
 {{- include "merge-job.envVar" (list "MERGE_SMALL_INDEX_SIZE" $c.smallIndexSize) }}
 {{- include "merge-job.envVar" (list "MERGE_DISK_HEADROOM" $c.diskHeadroom) }}
 {{- include "merge-job.envVar" (list "MERGE_AUTH" $c.auth) }}

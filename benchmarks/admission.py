@@ -1,0 +1,187 @@
+"""Admission on a real 3-node cluster: value order vs plan (age) order under a deadline that
+allows about half the work, and the load gate's cost on an idle cluster.
+
+    python -m benchmarks.admission [--large 3] [--small 3] [--replicas 1]
+                                   [--deadline-share 0.5] [--warmup 1] [--node-cpus 0.6]
+                                   [--urls ...]
+
+A nightly of mixed value, oldest first: `--large` old indices of few large segments and
+no deletes, then `--small` newer ones of many small segments with half their documents
+deleted. Plan (age) order starts with the large ones; value order (the default) with the
+small ones. First (after `--warmup` uncounted runs: the nodes' JIT warms up over the first merges) a
+calibration run merges everything in age order without a deadline;
+then, on identical data made anew each time, each order runs with MERGE_DEADLINE =
+share x the calibration's wall time. Per run: indices merged, segments removed and store
+bytes reclaimed (from the job's `merge_finished` events: all copies, before - after).
+
+The load gate's overhead comes from the same runs, through a recording proxy: how many
+`GET /_nodes/stats/...` reads per merge started, and their summed time as a share of the
+run's wall time (the gate reads on the scheduler's path, before a merge starts).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import requests
+
+from benchmarks import common, data
+from benchmarks.nodes import DEFAULT_NODE_CPUS, cluster_urls
+from benchmarks.planning import job_settings
+from merge_job.gate_reads import NODE_LOAD_REQUEST
+from testing.recording_proxy import recording_proxy
+
+PREFIX = "adm-"
+TARGET_RECLAIM_RATIO = 1.5
+TARGET_GATE_SHARE = 0.02
+SMALL_SEGMENTS = 10
+SMALL_DOCS = 2_000
+
+
+def make_nightly(url: str, large: int, small: int, replicas: int) -> list[str]:
+    """The indices, oldest first: large ones of few segments, then small ones with deletes."""
+    names = data.index_names(large + small, prefix=PREFIX)
+    big, little = names[:large], names[large:]
+    data.make_indices(
+        url, big, segments=3, docs_per_segment=40_000, prefix=PREFIX, replicas=replicas
+    )
+    data.make_indices(
+        url,
+        little,
+        segments=SMALL_SEGMENTS,
+        docs_per_segment=SMALL_DOCS,
+        prefix=PREFIX,
+        replicas=replicas,
+    )
+    # Half of every segment's documents deleted, so no segment is deleted whole (a refresh
+    # alone would drop it). data.make_indices writes a round in one bulk when it is this
+    # small; its documents' `n` count up from round x 1,000,000 x docs.
+    bases = [r * 1_000_000 * SMALL_DOCS for r in range(SMALL_SEGMENTS)]
+    halves = [{"range": {"n": {"gte": b, "lt": b + SMALL_DOCS // 2}}} for b in bases]
+    # The test image has no reindex module (`_delete_by_query`): the documents are found
+    # by search and deleted by id in one bulk per index.
+    for name in little:  # what a merge gives back to the disk
+        lines: list[str] = []
+        for half in halves:
+            found = requests.post(
+                f"{url}/{name}/_search",
+                params={"filter_path": "hits.hits._id"},
+                json={"query": half, "size": SMALL_DOCS, "_source": False},
+                timeout=600,
+            )
+            found.raise_for_status()
+            for hit in found.json()["hits"]["hits"]:
+                lines.append(json.dumps({"delete": {"_index": name, "_id": hit["_id"]}}))
+        response = requests.post(
+            f"{url}/_bulk",
+            params={"refresh": "true"},
+            data="\n".join(lines) + "\n",
+            headers={"Content-Type": "application/x-ndjson"},
+            timeout=600,
+        )
+        if response.status_code >= 300 or response.json().get("errors"):
+            raise RuntimeError(f"deleting from {name}: {response.text[:500]}")
+    return names
+
+
+def one_run(
+    url: str,
+    names: list[str],
+    order: str,
+    deadline_s: float | None,
+    large: int,
+    small: int,
+    replicas: int,
+) -> dict[str, Any]:
+    make_nightly(url, large, small, replicas)
+    settings = {**job_settings(PREFIX), "MERGE_ORDER": order}
+    if deadline_s is not None:
+        settings["MERGE_DEADLINE"] = f"{deadline_s:.1f}s"
+    try:
+        with recording_proxy(url) as proxy:
+            run = common.merge_job(proxy.url, "run", **settings)
+            gate = proxy.matching("GET", rf"^{NODE_LOAD_REQUEST[0]}$")
+    finally:
+        data.delete_indices(url, PREFIX)
+    if run.exit_code not in (0, 4):
+        raise RuntimeError(f"merge-job run exited {run.exit_code}: {run.stderr[-2000:]}")
+    merged = [e for e in run.named("merge_finished") if e["status"] == "merged"]
+    started = run.named("merge_started")
+    summary = run.named("run_summary")[0]
+    gate_s = sum(max(0.0, r.answered - r.at) for r in gate)
+    return {
+        "order": order,
+        "deadline_s": deadline_s,
+        "merged": len(merged),
+        "merged_indices": [e["index"] for e in merged],
+        "passed_over": sorted(summary.get("not_started_reasons") or {}),
+        "segments_removed": sum(
+            sum(e["segments_before"].values()) - sum(e["segments_after"].values()) for e in merged
+        ),
+        "reclaimed_bytes": sum(
+            (e["store_bytes_before"] or 0) - (e["store_bytes_after"] or 0) for e in merged
+        ),
+        "deleted_docs_removed": sum(
+            (e["deleted_before"] or 0) - (e["deleted_after"] or 0) for e in merged
+        ),
+        "wall_s": round(run.wall_s, 3),
+        "exit_code": run.exit_code,
+        "gate_reads": len(gate),
+        "gate_reads_per_merge": common.ratio(len(gate), len(started)),
+        "gate_s": round(gate_s, 3),
+        "gate_share_of_wall": common.ratio(gate_s, run.wall_s),
+        "held_seconds": summary.get("held_seconds"),
+    }
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = common.base_parser(__doc__ or "")
+    parser.add_argument("--urls", help="use this running cluster (comma-separated node URLs)")
+    parser.add_argument("--large", type=int, default=3, help="old indices, few large segments")
+    parser.add_argument("--small", type=int, default=3, help="newer ones, many small segments")
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--deadline-share", type=float, default=0.5)
+    parser.add_argument("--warmup", type=int, default=1, help="uncounted runs first")
+    parser.add_argument("--node-cpus", type=float, default=DEFAULT_NODE_CPUS)
+    args = parser.parse_args(argv)
+    names = data.index_names(args.large + args.small, prefix=PREFIX)
+    shape = (args.large, args.small, args.replicas)
+    with cluster_urls(args.urls, args.image, args.node_cpus or None) as urls:
+        url = urls[0]
+        data.delete_indices(url, PREFIX)
+        for _ in range(args.warmup):  # the nodes' JIT warms up over the first merges
+            one_run(url, names, "age", None, *shape)
+        calibration = one_run(url, names, "age", None, *shape)
+        deadline = round(args.deadline_share * calibration["wall_s"], 1)
+        rows = [calibration]
+        for order in ("age", "value"):
+            rows.append(one_run(url, names, order, deadline, *shape))
+    age, value = rows[1], rows[2]
+    verdict = {
+        "reclaimed_ratio_value_vs_age": common.ratio(
+            value["reclaimed_bytes"], age["reclaimed_bytes"]
+        ),
+        "segments_removed_ratio_value_vs_age": common.ratio(
+            value["segments_removed"], age["segments_removed"]
+        ),
+        "target_reclaimed_ratio": TARGET_RECLAIM_RATIO,
+        "gate_share_of_wall_max": max(r["gate_share_of_wall"] or 0.0 for r in rows),
+        "gate_reads_per_merge_max": max(r["gate_reads_per_merge"] or 0.0 for r in rows),
+        "target_gate_share": TARGET_GATE_SHARE,
+    }
+    table = [{k: v for k, v in r.items() if k != "merged_indices"} for r in rows]
+    common.print_table("Admission: age vs value order under a deadline (3 nodes)", table)
+    print(verdict)
+    path = common.write_results(
+        "admission",
+        rows,
+        {"settings": vars(args) | {"results_dir": str(args.results_dir)}, "verdict": verdict},
+        args.results_dir,
+    )
+    print(f"results: {path}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
