@@ -192,6 +192,7 @@ FGAC_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/_stats/segments,docs,store"): ("indices:monitor/stats",),
     ("GET", "/_cluster/state/routing_table"): ("cluster:monitor/state",),
     ("GET", "/_nodes/stats/fs"): ("cluster:monitor/nodes/stats",),
+    ("GET", "/_nodes/stats/jvm,os,thread_pool"): ("cluster:monitor/nodes/stats",),
     ("GET", "/_tasks"): ("cluster:monitor/tasks/lists",),
     ("GET", "/_tasks/{task_id}"): ("cluster:monitor/task/get",),
     ("GET", "/{index}/_stats/segments,docs,store"): ("indices:monitor/stats",),
