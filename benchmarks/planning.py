@@ -127,18 +127,7 @@ def measure(
         if rule_counts:
             rows += measure_rules(url, size, rule_counts, repeats)
             continue
-        runs = [plan_once(url) for _ in range(repeats)]
-        rows.append(
-            {
-                "indices": size,
-                "planned_merges": runs[0]["planned_merges"],
-                "requests": max(r["requests"] for r in runs),
-                "plan_wall_s": round(statistics.median(r["wall_s"] for r in runs), 3),
-                "plan_in_process_s": round(statistics.median(r["plan_s"] for r in runs), 3),
-                "plan_cpu_s": round(statistics.median(r["cpu_s"] for r in runs), 3),
-                "peak_rss_mb": round(max(r["max_rss_mb"] for r in runs), 1),
-            }
-        )
+        rows.append(_row(size, [plan_once(url) for _ in range(repeats)]))
     return rows
 
 
@@ -156,18 +145,7 @@ def measure_synthetic(
                 ]
                 continue
             runs = [plan_once(url) for _ in range(repeats)]
-        rows.append(
-            {
-                "indices": size,
-                "cluster": "synthetic stub",
-                "planned_merges": runs[0]["planned_merges"],
-                "requests": max(r["requests"] for r in runs),
-                "plan_wall_s": round(statistics.median(r["wall_s"] for r in runs), 3),
-                "plan_in_process_s": round(statistics.median(r["plan_s"] for r in runs), 3),
-                "plan_cpu_s": round(statistics.median(r["cpu_s"] for r in runs), 3),
-                "peak_rss_mb": round(max(r["max_rss_mb"] for r in runs), 1),
-            }
-        )
+        rows.append({"cluster": "synthetic stub", **_row(size, runs)})
     return rows
 
 
