@@ -615,15 +615,21 @@ def test_production_environment() -> None:
     assert env["MERGE_RULES_FILE"] == "/etc/merge-job/rules.yaml"
 
 
-def test_helmfile_installed_switch(tmp_path: Path) -> None:
-    """`installed: false` in an environment's file renders nothing for it."""
+def helmfile_project(into: Path) -> Path:
+    """A copy of the repository's helmfile project (state, environments, chart) in `into`,
+    for a test that edits an environment's file."""
     for part in ("helmfile.yaml", "deploy", "environments", "charts"):
         source = REPO / part
         if source.is_dir():
-            shutil.copytree(source, tmp_path / part)
+            shutil.copytree(source, into / part)
         else:
-            shutil.copy(source, tmp_path / part)
-    staging = tmp_path / "environments" / "staging.yaml"
+            shutil.copy(source, into / part)
+    return into
+
+
+def test_helmfile_installed_switch(tmp_path: Path) -> None:
+    """`installed: false` in an environment's file renders nothing for it."""
+    staging = helmfile_project(tmp_path) / "environments" / "staging.yaml"
     values = yaml.safe_load(staging.read_text())
     assert values["installed"] is True
     staging.write_text(yaml.safe_dump({**values, "installed": False}))
@@ -636,13 +642,7 @@ def test_helmfile_installed_switch(tmp_path: Path) -> None:
 def test_helmfile_registry_source_needs_a_chart_version(tmp_path: Path) -> None:
     """`chartRegistry` without `chartVersion` stops with the message before any pull (a
     registry on a closed loopback port would give a connection error instead)."""
-    for part in ("helmfile.yaml", "deploy", "environments", "charts"):
-        source = REPO / part
-        if source.is_dir():
-            shutil.copytree(source, tmp_path / part)
-        else:
-            shutil.copy(source, tmp_path / part)
-    staging = tmp_path / "environments" / "staging.yaml"
+    staging = helmfile_project(tmp_path) / "environments" / "staging.yaml"
     values = yaml.safe_load(staging.read_text())
     staging.write_text(yaml.safe_dump({**values, "chartRegistry": "127.0.0.1:9/merge-job/charts"}))
 
