@@ -32,37 +32,6 @@ if [ "${1:-}" = "--print-versions" ]; then
   exit 0
 fi
 
-# build NAME MODULE VERSION PACKAGE LDFLAGS [MAIN]: a wrapper module requiring
-# MODULE@VERSION, PACKAGE built into $bin/NAME (replaced only once the build succeeded);
-# with MAIN (Go source), the wrapper's own main package instead.
-build() {
-  local name=$1 module=$2 version=$3 pkg=$4 ldflags=$5 main=${6:-} work started
-  command -v go >/dev/null || die "Go is needed to build $name"
-  mkdir -p "$bin"
-  work=$(mktemp -d "/tmp/merge-job-$name.XXXXXX")
-  started=$(date +%s)
-  log "building $name $version (minutes on a cold Go cache)"
-  if [ -n "$main" ]; then
-    go_wrapper_module "$work/$name" 1.26 "$module" "$version"
-    printf '%s\n' "$main" >"$work/$name/main.go"
-    pkg=.
-  else
-    go_wrapper_module "$work/$name" 1.26 "$module" "$version" "$pkg"
-  fi
-  (
-    export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
-    cd "$work/$name"
-    go mod tidy
-    go build -trimpath -ldflags "-s -w $ldflags" -o "$bin/$name.partial" "$pkg"
-  ) || {
-    rm -rf "$work"
-    die "building $name $version failed"
-  }
-  mv "$bin/$name.partial" "$bin/$name"
-  rm -rf "$work"
-  log "built $name $version in $(($(date +%s) - started)) s"
-}
-
 # distribution's cmd/registry links every storage driver, and the S3, Azure and GCS SDKs
 # are most of its build. This main is cmd/registry's with only what the tests use: the
 # filesystem driver and htpasswd authentication. Cold, it builds in 91 CPU-seconds instead
@@ -87,8 +56,8 @@ install_registry() {
     log "registry (distribution) $DISTRIBUTION_VERSION present"
     return 0
   fi
-  build registry "$module" "$DISTRIBUTION_VERSION" "" \
-    "-X $module/version.version=$DISTRIBUTION_VERSION -X $module/version.mainpkg=$main" "$REGISTRY_MAIN"
+  go_build_tool "$bin" registry "$module" "$DISTRIBUTION_VERSION" "" \
+    "-X $module/version.version=$DISTRIBUTION_VERSION -X $module/version.mainpkg=$main" "" "$REGISTRY_MAIN"
 }
 
 install_cosign() {
@@ -96,7 +65,7 @@ install_cosign() {
     log "cosign $COSIGN_VERSION present"
     return 0
   fi
-  build cosign github.com/sigstore/cosign/v3 "$COSIGN_VERSION" github.com/sigstore/cosign/v3/cmd/cosign \
+  go_build_tool "$bin" cosign github.com/sigstore/cosign/v3 "$COSIGN_VERSION" github.com/sigstore/cosign/v3/cmd/cosign \
     "-X sigs.k8s.io/release-utils/version.gitVersion=$COSIGN_VERSION -X sigs.k8s.io/release-utils/version.gitTreeState=clean"
 }
 

@@ -68,57 +68,35 @@ fi
 
 # Prometheus tools, built from a wrapper module (pushgateway's version list is refused by
 # the proxy). prometheus/common/version is where these commands read the version they print.
-build_tool() {  # name module version package printed-version [build tags]
-  local name=$1 module=$2 version=$3 pkg=$4 printed=$5 tags=${6:-} work
-  work=$(mktemp -d "/tmp/merge-job-$name.XXXXXX")
-  go_wrapper_module "$work/$name" 1.26 "$module" "$version" "$pkg"
-  (
-    cd "$work/$name"
-    go mod tidy
-    CGO_ENABLED=0 go build -trimpath -tags "$tags" \
-      -ldflags "-s -w -X github.com/prometheus/common/version.Version=$printed" \
-      -o "$bin/$name" "$pkg"
-  )
-  rm -rf "$work"
-}
+prometheus_version_flag() { printf -- '-X github.com/prometheus/common/version.Version=%s' "$1"; }
 
 if "$bin/pushgateway" --version 2>&1 | grep -qF "version ${PUSHGATEWAY_VERSION#v} "; then
   log "pushgateway $PUSHGATEWAY_VERSION present"
 else
-  log "building pushgateway $PUSHGATEWAY_VERSION"
-  build_tool pushgateway github.com/prometheus/pushgateway "$PUSHGATEWAY_VERSION" \
-    github.com/prometheus/pushgateway "${PUSHGATEWAY_VERSION#v}"
+  go_build_tool "$bin" pushgateway github.com/prometheus/pushgateway "$PUSHGATEWAY_VERSION" \
+    github.com/prometheus/pushgateway "$(prometheus_version_flag "${PUSHGATEWAY_VERSION#v}")"
   log "built $("$bin/pushgateway" --version 2>&1 | head -n 1)"
 fi
 
 if "$bin/promtool" --version 2>&1 | grep -qF "version $PROMTOOL_VERSION "; then
   log "promtool $PROMTOOL_VERSION present"
 else
-  log "building promtool $PROMTOOL_VERSION (module $PROMETHEUS_MODULE_VERSION; minutes on a cold Go cache)"
+  # promtool PROMTOOL_VERSION is built from the module prometheus PROMETHEUS_MODULE_VERSION;
   # remove_all_sd (Prometheus >= 3.10) leaves out every service-discovery provider and its
   # cloud SDK, which the alert rule tests (`promtool check rules`, `promtool test rules`)
   # never use: a cold build takes 4.2 CPU-minutes instead of 10.8 (docs/ci.md).
-  build_tool promtool github.com/prometheus/prometheus "$PROMETHEUS_MODULE_VERSION" \
-    github.com/prometheus/prometheus/cmd/promtool "$PROMTOOL_VERSION" remove_all_sd
+  go_build_tool "$bin" promtool github.com/prometheus/prometheus "$PROMETHEUS_MODULE_VERSION" \
+    github.com/prometheus/prometheus/cmd/promtool "$(prometheus_version_flag "$PROMTOOL_VERSION")" \
+    remove_all_sd
   log "built $("$bin/promtool" --version 2>&1 | head -n 1)"
 fi
 
 if [ "$("$bin/actionlint" -version 2>/dev/null | head -n 1)" = "$ACTIONLINT_VERSION" ]; then
   log "actionlint $ACTIONLINT_VERSION present"
 else
-  log "building actionlint $ACTIONLINT_VERSION"
-  work=$(mktemp -d /tmp/merge-job-actionlint.XXXXXX)
-  go_wrapper_module "$work/actionlint" 1.26 github.com/rhysd/actionlint "$ACTIONLINT_VERSION" \
-    github.com/rhysd/actionlint/cmd/actionlint
-  (
-    cd "$work/actionlint"
-    go mod tidy
-    # Built inside a wrapper module, actionlint cannot read its version from the build
-    # info; -X sets what `actionlint -version` prints (the check above reads it).
-    CGO_ENABLED=0 go build -trimpath \
-      -ldflags "-s -w -X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION" \
-      -o "$bin/actionlint" github.com/rhysd/actionlint/cmd/actionlint
-  )
-  rm -rf "$work"
+  # Built inside a wrapper module, actionlint cannot read its version from the build
+  # info; -X sets what `actionlint -version` prints (the check above reads it).
+  go_build_tool "$bin" actionlint github.com/rhysd/actionlint "$ACTIONLINT_VERSION" \
+    github.com/rhysd/actionlint/cmd/actionlint "-X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION"
   log "built actionlint $("$bin/actionlint" -version | head -n 1)"
 fi

@@ -1,6 +1,7 @@
 # shellcheck shell=bash disable=SC2154  # log_tag and die come from lib/common.sh
 # Building pinned Go commands from the Go module proxy: scripts/install-tools.sh,
-# scripts/e2e/build-k8s.sh and scripts/e2e/build-argocd.sh. Sourced after lib/common.sh.
+# scripts/install-release-tools.sh, scripts/e2e/build-k8s.sh and scripts/e2e/build-argocd.sh.
+# Sourced after lib/common.sh.
 #
 # No release binaries can be downloaded on our CI machines, but the Go module proxy is
 # reachable, so the commands are compiled from their tagged modules. Most are built from a
@@ -15,6 +16,12 @@
 #                                            VERSION`, a `tool` line per PACKAGE; the caller
 #                                            may append replace directives, then runs
 #                                            `go mod tidy` and `go build` in DIR
+#   go_build_tool BIN NAME MODULE VERSION PACKAGE LDFLAGS [TAGS] [MAIN]
+#                                            one command: a wrapper module requiring
+#                                            MODULE@VERSION, PACKAGE built with TAGS into
+#                                            BIN/NAME (replaced only once the build
+#                                            succeeded); with MAIN (Go source), the
+#                                            wrapper's own main package instead
 #
 # A large build (Kubernetes, Argo CD: GBs of caches, worth nothing once the binaries exist)
 # runs in a scratch directory and installs all or nothing into a directory keyed by version:
@@ -69,4 +76,32 @@ go_build_done() {
   touch "$staging/.complete"
   rm -rf "$go_build_out"
   mv "$staging" "$go_build_out"
+}
+
+go_build_tool() {
+  local bin=$1 name=$2 module=$3 version=$4 pkg=$5 ldflags=$6 tags=${7:-} main=${8:-} work started
+  command -v go >/dev/null || die "Go is needed to build $name"
+  mkdir -p "$bin"
+  work=$(mktemp -d "/tmp/merge-job-$name.XXXXXX")
+  started=$(date +%s)
+  log "building $name $version (minutes on a cold Go cache)"
+  if [ -n "$main" ]; then
+    go_wrapper_module "$work/$name" 1.26 "$module" "$version"
+    printf '%s\n' "$main" >"$work/$name/main.go"
+    pkg=.
+  else
+    go_wrapper_module "$work/$name" 1.26 "$module" "$version" "$pkg"
+  fi
+  (
+    export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+    cd "$work/$name"
+    go mod tidy
+    go build -trimpath -tags "$tags" -ldflags "-s -w $ldflags" -o "$bin/$name.partial" "$pkg"
+  ) || {
+    rm -rf "$work"
+    die "building $name $version failed"
+  }
+  mv "$bin/$name.partial" "$bin/$name"
+  rm -rf "$work"
+  log "built $name $version in $(($(date +%s) - started)) s"
 }
