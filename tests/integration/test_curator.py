@@ -160,7 +160,9 @@ def families(cluster: OpenSearchNode) -> dict[str, int]:
         app = plain_index(client, f"cc-app-00000{n}", segments=3)
         client.indices.put_alias(index=app, name="cc-app")
         names.append(app)
-    time.sleep(1.5)  # older than the creation-date filter's second
+    # Curator truncates both the creation date and its "now" to whole seconds and compares
+    # strictly, so "older than 1 second" holds only from 2 s after an index's creation.
+    time.sleep(2.5)
     closed = {"cc-logs-closed-2020.01.02"}
     return {
         name: (0 if name in closed else max(segment_counts(client, name).values()))
