@@ -71,36 +71,55 @@ def bytes_per_node(copies: Iterable[ShardCopy]) -> dict[str, int]:
     return out
 
 
+# A measured merge says something about another one's time on the same node only when it
+# rewrote at least this share of the other's bytes: a merge of a few hundred KiB spends
+# most of its seconds on round trips, and its rate would make a merge of tens of MiB look
+# many times longer than it is.
+COMPARABLE_SHARE = 0.25
+
+
 @dataclass
 class Throughput:
     """Each node's merge throughput, from this run's merges that the cluster finished.
 
     A sample is the bytes a merge rewrote on a node over the seconds from its start to the
     cluster's end of it (a queue wait behind another merge included: the figure errs low).
-    Per node: all its samples' bytes over all their seconds.
+    The rate for a merge of `size` bytes on a node: all bytes over all seconds of the
+    node's comparable samples (at least COMPARABLE_SHARE of `size`); with none, the higher
+    of the default and the node's rate over all its samples (smaller merges understate a
+    node's rate, they do not overstate it).
     """
 
     default: float = DEFAULT_NODE_THROUGHPUT
-    _bytes: dict[str, int] = field(default_factory=dict)
-    _seconds: dict[str, float] = field(default_factory=dict)
+    _samples: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
     def record(self, node_bytes: Mapping[str, int], seconds: float) -> None:
         if seconds <= 0:
             return
         for node, size in node_bytes.items():
-            self._bytes[node] = self._bytes.get(node, 0) + size
-            self._seconds[node] = self._seconds.get(node, 0.0) + seconds
+            if size > 0:
+                self._samples.setdefault(node, []).append((size, seconds))
 
-    def of(self, node: str) -> float:
-        """Bytes per second on `node`: measured, else the default."""
-        seconds = self._seconds.get(node, 0.0)
-        size = self._bytes.get(node, 0)
-        if seconds <= 0 or size <= 0:
-            return self.default
-        return size / seconds
+    def of(self, node: str, size: int = 0) -> float:
+        """Bytes per second on `node` for a merge rewriting `size` bytes there."""
+        samples = self._samples.get(node, [])
+        comparable = [(b, s) for b, s in samples if b >= size * COMPARABLE_SHARE]
+        if comparable:
+            return _rate(comparable)
+        if samples:
+            return max(self.default, _rate(samples))
+        return self.default
 
     def measured(self, node: str) -> bool:
-        return self._seconds.get(node, 0.0) > 0 and self._bytes.get(node, 0) > 0
+        return bool(self._samples.get(node))
+
+
+def _rate(samples: Iterable[tuple[int, float]]) -> float:
+    size = seconds = 0.0
+    for sample_bytes, sample_seconds in samples:
+        size += sample_bytes
+        seconds += sample_seconds
+    return size / seconds
 
 
 def estimate_seconds(
@@ -114,7 +133,7 @@ def estimate_seconds(
     busy_for = busy_for or {}
     return max(
         (
-            max(0.0, busy_for.get(node, 0.0)) + size / throughput.of(node)
+            max(0.0, busy_for.get(node, 0.0)) + size / throughput.of(node, size)
             for node, size in node_bytes.items()
         ),
         default=0.0,

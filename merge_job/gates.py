@@ -130,7 +130,7 @@ class Gates:
             for index in running:
                 started, their_bytes = self._admitted.get(index, (now, {}))
                 for node, size in their_bytes.items():
-                    left = started + size / self.throughput.of(node) - now
+                    left = started + size / self.throughput.of(node, size) - now
                     busy_for[node] = busy_for.get(node, 0.0) + max(0.0, left)
             estimate = estimate_seconds(node_bytes, self.throughput, busy_for)
             elapsed = now - self.started_at
@@ -144,7 +144,8 @@ class Gates:
                     remaining_s=round(deadline.total_seconds() - elapsed, 1),
                     bytes=sum(node_bytes.values()),
                     throughput_bytes_per_s={
-                        node: round(self.throughput.of(node)) for node in sorted(node_bytes)
+                        node: round(self.throughput.of(node, size))
+                        for node, size in sorted(node_bytes.items())
                     },
                     detail="a later, smaller merge may still fit",
                 )

@@ -45,14 +45,19 @@ def test_a_deadline_too_short_for_the_big_index_lets_the_small_ones_run(
     cluster: OpenSearchNode,
 ) -> None:
     big = bulky_index(cluster, "adm-deadline-big")
+    # As many documents as the big index in twice the segments: about its size, and worth
+    # more per byte, so value order merges it before the big one.
+    medium = "adm-deadline-medium"
+    cluster.client.indices.create(index=medium, body={"settings": index_settings()})
+    write_segments(cluster.client, medium, 8, docs_per_batch=5_000)
     small = [plain_index(cluster.client, f"adm-deadline-{n}", segments=4) for n in range(3)]
     big_before = segment_counts(cluster.client, big)
     with recording_proxy(cluster.url) as proxy:
-        # Each small force-merge answers a second late, so the node's measured throughput
-        # is at most a small index's bytes (about 30 KiB) per second: the big index (about
-        # 2.5 MB) then needs more than a minute, the small ones a second each.
-        for index in small:
-            proxy.add_fault("POST", rf"^/{index}/_forcemerge$", "delay", delay_s=1.0)
+        # The medium force-merge answers 12 s late: the node's throughput for merges of
+        # that size is then about the medium index's bytes per 12 s, so the big index
+        # (about as large) is estimated at about 12 s when some 13 s of the 20 s are gone.
+        # The small merges' rates are not used for it: they are not of comparable size.
+        proxy.add_fault("POST", rf"^/{medium}/_forcemerge$", "delay", delay_s=12.0)
         run = run_job(proxy.url, "run", MERGE_DEADLINE="20s", extra_env=SELECT)
         posted = {
             m.group(1)
@@ -61,8 +66,10 @@ def test_a_deadline_too_short_for_the_big_index_lets_the_small_ones_run(
         }
 
     assert run.exit_code == 4, run.stderr
-    assert run.merged() == set(small)
-    assert posted == set(small)
+    started = [e["index"] for e in run.named("merge_started")]
+    assert set(started[:3]) == set(small) and started[3:] == [medium]
+    assert run.merged() == {*small, medium}
+    assert posted == {*small, medium}
     summary = run.summary
     assert summary["reason"] == "deadline"
     assert summary["not_started"] == [big]

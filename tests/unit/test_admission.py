@@ -81,6 +81,25 @@ def test_throughput_is_the_default_until_measured_then_bytes_over_seconds() -> N
     assert not meter.measured("n3")
 
 
+def test_a_merge_is_estimated_from_merges_of_comparable_size() -> None:
+    meter = Throughput(default=8 * MIB)
+    meter.record({"n1": 100 * 1024}, 1.0)  # a small merge: mostly round trips
+    meter.record({"n1": 10 * MIB}, 5.0)
+    # 40 MiB: only the 10 MiB merge is comparable (at least a quarter of its bytes).
+    assert meter.of("n1", 40 * MIB) == pytest.approx(2 * MIB)
+    # 200 KiB: both are.
+    assert meter.of("n1", 200 * 1024) == pytest.approx((100 * 1024 + 10 * MIB) / 6.0)
+
+
+def test_without_a_comparable_merge_the_higher_of_default_and_measured_rate() -> None:
+    slow = Throughput(default=8 * MIB)
+    slow.record({"n1": 100 * 1024}, 1.0)  # 100 KiB/s, from round trips
+    assert slow.of("n1", 40 * MIB) == 8 * MIB
+    fast = Throughput(default=8 * MIB)
+    fast.record({"n1": 5 * MIB}, 0.25)  # 20 MiB/s
+    assert fast.of("n1", 40 * MIB) == pytest.approx(20 * MIB)
+
+
 def test_estimate_is_the_slowest_node_after_its_outstanding_work() -> None:
     meter = Throughput(default=MIB)
     node_bytes = bytes_per_node([copy("n1", store=4 * MIB), copy("n2", store=2 * MIB)])
