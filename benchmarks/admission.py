@@ -11,8 +11,11 @@ deleted. Plan (age) order starts with the large ones; value order (the default) 
 small ones. First (after `--warmup` uncounted runs: the nodes' JIT warms up over the first merges) a
 calibration run merges everything in age order without a deadline;
 then, on identical data made anew each time, each order runs with MERGE_DEADLINE =
-share x the calibration's wall time. Per run: indices merged, segments removed and store
-bytes reclaimed (from the job's `merge_finished` events: all copies, before - after).
+share x the calibration's wall time. Per run: indices merged, segments removed and deleted
+documents expunged (from the job's `merge_finished` events), and the store bytes
+reclaimed: the nightly's store size over all copies before the run less after it, read
+once the old segments' files are gone (after a flush; the job's own figure, read right
+after a merge, still counts files the previous commit holds for a moment).
 
 The load gate's overhead comes from the same runs, through a recording proxy: how many
 `GET /_nodes/stats/...` reads per merge started, and their summed time as a share of the
@@ -22,6 +25,7 @@ run's wall time (the gate reads on the scheduler's path, before a merge starts).
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import requests
@@ -82,7 +86,68 @@ def make_nightly(url: str, large: int, small: int, replicas: int) -> list[str]:
         )
         if response.status_code >= 300 or response.json().get("errors"):
             raise RuntimeError(f"deleting from {name}: {response.text[:500]}")
+    wait_for_history_released(url, little)
     return names
+
+
+def wait_for_history_released(url: str, names: list[str], timeout_s: float = 120.0) -> None:
+    """Wait until every copy's retention leases are past its last operation.
+
+    A merge keeps soft-deleted documents that a retention lease still covers (a replica,
+    or the copy itself, may need their history to recover); the leases move up to the
+    global checkpoint every 30 s or so. On a real cluster the documents of a nightly
+    were deleted long before it; fresh deletes would stay in the merged segments and no
+    order would reclaim a byte.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = requests.get(
+            f"{url}/{','.join(names)}/_stats",
+            params={
+                "level": "shards",
+                "filter_path": "indices.*.shards.*.seq_no.max_seq_no,"
+                "indices.*.shards.*.retention_leases.leases.retaining_seq_no",
+            },
+            timeout=60,
+        )
+        response.raise_for_status()
+        held = [
+            copy
+            for index in response.json()["indices"].values()
+            for copies in index["shards"].values()
+            for copy in copies
+            if any(
+                lease["retaining_seq_no"] <= copy["seq_no"]["max_seq_no"]
+                for lease in copy["retention_leases"]["leases"]
+            )
+        ]
+        if not held:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"retention leases still hold deleted documents: {held[:3]}")
+        time.sleep(2)
+
+
+def settled_store_bytes(url: str, settle_s: float = 30.0) -> int:
+    """The nightly's store size over all copies, once files no commit needs are deleted.
+
+    A flush makes the current segments the only commit; the files of merged-away segments
+    go once no reader holds them. Read until two reads a second apart agree (bounded)."""
+    data.checked(requests.post(f"{url}/{PREFIX}*/_refresh", timeout=300))
+    data.checked(requests.post(f"{url}/{PREFIX}*/_flush", timeout=300))
+    deadline = time.monotonic() + settle_s
+    last = -1
+    while True:
+        response = requests.get(
+            f"{url}/{PREFIX}*/_stats/store",
+            params={"filter_path": "_all.total.store.size_in_bytes"},
+            timeout=60,
+        )
+        size = int(data.checked(response)["_all"]["total"]["store"]["size_in_bytes"])
+        if size == last or time.monotonic() > deadline:
+            return size
+        last = size
+        time.sleep(1)
 
 
 def one_run(
@@ -99,9 +164,11 @@ def one_run(
     if deadline_s is not None:
         settings["MERGE_DEADLINE"] = f"{deadline_s:.1f}s"
     try:
+        store_before = settled_store_bytes(url)
         with recording_proxy(url) as proxy:
             run = common.merge_job(proxy.url, "run", **settings)
             gate = proxy.matching("GET", rf"^{NODE_LOAD_REQUEST[0]}$")
+        store_after = settled_store_bytes(url)
     finally:
         data.delete_indices(url, PREFIX)
     if run.exit_code not in (0, 4):
@@ -119,9 +186,7 @@ def one_run(
         "segments_removed": sum(
             sum(e["segments_before"].values()) - sum(e["segments_after"].values()) for e in merged
         ),
-        "reclaimed_bytes": sum(
-            (e["store_bytes_before"] or 0) - (e["store_bytes_after"] or 0) for e in merged
-        ),
+        "reclaimed_bytes": store_before - store_after,
         "deleted_docs_removed": sum(
             (e["deleted_before"] or 0) - (e["deleted_after"] or 0) for e in merged
         ),
