@@ -1,6 +1,6 @@
 """Search latency while the nightly merges, on a real 3-node cluster: load gate off vs on.
 
-    python -m benchmarks.search_load [--indices 6] [--segments 10] [--docs 30000]
+    python -m benchmarks.search_load [--indices 6] [--segments 10] [--docs 50000]
                                      [--live-docs 300000] [--rate 20] [--threads 4]
                                      [--phase-seconds 20] [--max-cpu-percent N]
                                      [--deadline 240] [--repeats 1] [--warmup 1]
@@ -25,9 +25,11 @@ anew for every run: gate off (MERGE_MAX_HEAP_PERCENT=0, MERGE_MAX_CPU_PERCENT=0)
 gate on (MERGE_MAX_CPU_PERCENT=`--max-cpu-percent`, the default heap level). Without
 `--max-cpu-percent` the level is the midpoint between the nodes' CPU under the search load
 alone and while merging, as the uncounted warm-up runs (gate off) measured them: the
-busiest node's mean CPU in `before` and in `during`. Both configurations run with
-MERGE_DEADLINE=`--deadline`, which bounds a hold: without a deadline a merge waits as
-long as a node stays above the level. The configurations alternate `--repeats` times.
+busiest node's mean CPU in `after` (the load alone on warm nodes: `before` of the first
+run on a new cluster still has the JIT's compiling in it) and in `during`. Both
+configurations run with MERGE_DEADLINE=`--deadline`, which bounds a hold: without a
+deadline a merge waits as long as a node stays above the level. The configurations
+alternate `--repeats` times.
 """
 
 from __future__ import annotations
@@ -279,6 +281,8 @@ def one_run(
         "wall_s": round(run.wall_s, 3),
         "held_seconds": summary.get("held_seconds"),
         "holds": len(run.named("merge_held")),
+        # What held each merge: the node's figure against the limit (cpu, heap, foreign).
+        "held_for": [f"{e['reason']} {e['value']}>{e['limit']}" for e in run.named("merge_held")],
         "exit_code": run.exit_code,
         "make_data_s": round(make_s, 1),
     }
@@ -299,7 +303,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--urls", help="use this running cluster (comma-separated node URLs)")
     parser.add_argument("--indices", type=int, default=6, help="indices in the nightly")
     parser.add_argument("--segments", type=int, default=10, help="segments per index")
-    parser.add_argument("--docs", type=int, default=30_000, help="documents per segment")
+    parser.add_argument("--docs", type=int, default=50_000, help="documents per segment")
     parser.add_argument("--replicas", type=int, default=1, help="replicas per index")
     parser.add_argument("--live-docs", type=int, default=300_000, help="the searched index")
     parser.add_argument("--rate", type=float, default=20.0, help="searches per second")
@@ -311,7 +315,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         "--max-cpu-percent",
         type=int,
         help="MERGE_MAX_CPU_PERCENT of the gate-on runs (default: the midpoint between the "
-        "busiest node's CPU under the load alone and while merging, from the warm-up)",
+        "busiest node's CPU under the load alone, after the warm-up's merges, and while "
+        "merging, from the warm-up)",
     )
     parser.add_argument(
         "--deadline", type=int, default=240, help="MERGE_DEADLINE in seconds: bounds a hold"
@@ -332,7 +337,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             live = live_index(urls[0], args.live_docs, args.replicas)
             warmups = [one_run(urls, live, "gate_off", 0, args) for _ in range(args.warmup)]
             if level is None:
-                idle = max(w["before_cpu_busiest"] or 0.0 for w in warmups)
+                idle = max(w["after_cpu_busiest"] or 0.0 for w in warmups)
                 busy = max(w["during_cpu_busiest"] or 0.0 for w in warmups)
                 level = max(1, min(100, round((idle + busy) / 2)))
             rows = [
