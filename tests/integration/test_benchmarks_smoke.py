@@ -4,9 +4,10 @@ No timing is asserted: these only check that each benchmark runs end to end, wri
 JSON and reports what it should (e.g. a constant planning request count). The full runs
 (`python -m benchmarks.<name>`, see docs/benchmarks.md) are not part of CI.
 
-The 3-node cluster of benchmarks.nodes is not started here (three JVMs would take most
-of CI's two-minute budget for these tests on two cores): its measurement runs against
-the session's single node instead, which exercises everything but the cluster start-up.
+The 3-node cluster of benchmarks.nodes and benchmarks.search_load is not started here
+(three JVMs would take most of CI's two-minute budget for these tests on two cores):
+their measurements run against the session's single node instead, which exercises
+everything but the cluster start-up.
 """
 
 from __future__ import annotations
