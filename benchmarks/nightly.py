@@ -1,8 +1,8 @@
 """A realistic nightly on 3 nodes: merge-job, Curator and a parallel curl loop against the
 per-node bound.
 
-    python -m benchmarks.nightly [--indices 12] [--min-mb 10] [--max-mb 60] [--segments 10]
-                                 [--replicas 1] [--repeats 2] [--warmup 1] [--node-cpus 0.6]
+    python -m benchmarks.nightly [--indices 12] [--min-mb 10] [--max-mb 80] [--segments 10]
+                                 [--replicas 1] [--repeats 3] [--warmup 1] [--node-cpus 0.6]
 
 The full-size nightly (~30 daily indices of 50-500 MB) on a machine that has the time:
 
@@ -281,11 +281,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--urls", help="use this running cluster (comma-separated node URLs)")
     parser.add_argument("--indices", type=int, default=12, help="daily indices")
     parser.add_argument("--min-mb", type=float, default=10.0, help="smallest primary, MB")
-    parser.add_argument("--max-mb", type=float, default=60.0, help="largest primary, MB")
+    parser.add_argument("--max-mb", type=float, default=80.0, help="largest primary, MB")
     parser.add_argument("--segments", type=int, default=10, help="segments per index")
     parser.add_argument("--replicas", type=int, default=1, help="replicas per index")
     parser.add_argument(
-        "--repeats", type=int, default=2, help="rounds, tools interleaved; medians reported"
+        "--repeats", type=int, default=3, help="rounds, tools interleaved; medians reported"
     )
     parser.add_argument(
         "--warmup", type=int, default=1, help="runs of the curl loop first, not counted"
