@@ -1,7 +1,7 @@
 """A realistic nightly on 3 nodes: merge-job, Curator and a parallel curl loop against the
 per-node bound.
 
-    python -m benchmarks.nightly [--indices 12] [--min-mb 10] [--max-mb 80] [--segments 10]
+    python -m benchmarks.nightly [--indices 12] [--min-mb 30] [--max-mb 200] [--segments 10]
                                  [--replicas 1] [--repeats 3] [--warmup 1] [--node-cpus 0.6]
 
 The full-size nightly (~30 daily indices of 50-500 MB) on a machine that has the time:
@@ -249,8 +249,12 @@ def one_run(
         # From the job's own events and the nodes of every copy: the per-node bound of
         # the scheduler held (benchmarks.nodes).
         row["most_outstanding_on_a_node"] = nodes.most_outstanding(nodes.merge_intervals(run))
+        # The load gate (MERGE_MAX_HEAP_PERCENT): how long merges waited for a node.
+        row["held_s"] = round(sum(e.get("held_s", 0.0) for e in run.named("merge_resumed")), 1)
         row["skipped"] = [
-            f"{e['index']}: {e.get('reason')} ({e.get('detail')})" for e in run.named("plan_skip")
+            f"{e['index']}: {e.get('reason')} ({e.get('detail')})"
+            for e in run.named("plan_skip")
+            if e.get("reason") != "not_selected"
         ]
     return row
 
@@ -289,8 +293,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = common.base_parser(__doc__ or "")
     parser.add_argument("--urls", help="use this running cluster (comma-separated node URLs)")
     parser.add_argument("--indices", type=int, default=12, help="daily indices")
-    parser.add_argument("--min-mb", type=float, default=10.0, help="smallest primary, MB")
-    parser.add_argument("--max-mb", type=float, default=80.0, help="largest primary, MB")
+    parser.add_argument("--min-mb", type=float, default=30.0, help="smallest primary, MB")
+    parser.add_argument("--max-mb", type=float, default=200.0, help="largest primary, MB")
     parser.add_argument("--segments", type=int, default=10, help="segments per index")
     parser.add_argument("--replicas", type=int, default=1, help="replicas per index")
     parser.add_argument(
@@ -334,8 +338,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         f"{args.replicas} replica(s), {node_count} nodes",
         rows,
     )
+    # The default sizes keep the file's name; other sizes get their own file.
+    sizing = ("indices", "min_mb", "max_mb")
+    name = "nightly"
+    if any(getattr(args, key) != parser.get_default(key) for key in sizing):
+        name = f"nightly-{args.indices}x{args.min_mb:g}-{args.max_mb:g}mb"
     path = common.write_results(
-        "nightly",
+        name,
         rows,
         {
             "nodes": node_count,

@@ -105,4 +105,4 @@ def test_nightly_smoke_on_one_node(bench_node: OpenSearchNode, tmp_path: Path) -
     by_tool = {row["tool"]: row for row in rows}
     assert by_tool[nightly.MERGE_JOB]["most_outstanding_on_a_node"] == 1
     assert 1 <= by_tool[nightly.MERGE_JOB_QUEUED]["most_outstanding_on_a_node"] <= NODE_QUEUE
-    results(tmp_path, "nightly")
+    results(tmp_path, "nightly-2x0.05-0.2mb")  # sizes not the defaults
