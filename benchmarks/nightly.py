@@ -230,6 +230,8 @@ def one_run(
     finally:
         data.delete_indices(url, PREFIX)
     merged = None if left else peers.last_merge_ended_s(run, recorded)
+    # Start-up and planning: the part of the time to all merged before any merge began.
+    posts = [r.at for r in recorded if peers.is_merge_post(r)]
     bound = max(per_node.values(), default=0.0)
     row: dict[str, Any] = {
         "tool": tool,
@@ -240,6 +242,7 @@ def one_run(
         "not_merged": len(left),
         "time_to_all_merged_s": merged,
         "wall_s": round(run.wall_s, 3),
+        "first_merge_post_s": round(min(posts) - run.started, 3) if posts else None,
         "busiest_node_merge_s": round(bound, 3),
         "node_merge_s": sorted(round(s, 1) for s in per_node.values()),
         "bound_share": common.ratio(bound, merged) if merged else None,
