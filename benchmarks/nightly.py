@@ -34,8 +34,12 @@ grouped by the copy's node), measured in the same run, so the bound moves with t
 the run met. `bound share` = bound / time to all merged (1.0: the busiest node never
 waited for the tool).
 
+Rebalancing is off while the benchmark runs (a shard moved mid-run is one merge-job skips
+as relocating, where the other tools merge it anyway), and replicas recover at 1gb/s.
 With --urls it uses a running cluster (comma-separated node URLs; one node needs
 --replicas 0). Each node container gets --node-cpus of CPU (see benchmarks.nodes).
+Results: benchmarks/results/nightly.json at the default sizes,
+nightly-<indices>x<min>-<max>mb.json at others.
 """
 
 from __future__ import annotations
