@@ -1,18 +1,21 @@
 """Admission on a real 3-node cluster: value order vs plan (age) order under a deadline that
 allows about half the work, and the load gate's cost on an idle cluster.
 
-    python -m benchmarks.admission [--large 3] [--small 3] [--replicas 1]
+    python -m benchmarks.admission [--large 4] [--small 4] [--replicas 1]
                                    [--deadline-share 0.5] [--warmup 1] [--node-cpus 0.6]
                                    [--urls ...]
 
 A nightly of mixed value, oldest first: `--large` old indices of few large segments and
-no deletes, then `--small` newer ones of many small segments with half their documents
+no deletes, then `--small` newer ones of many small segments with 15% of their documents
 deleted. Plan (age) order starts with the large ones; value order (the default) with the
 small ones. First (after `--warmup` uncounted runs: the nodes' JIT warms up over the first merges) a
 calibration run merges everything in age order without a deadline;
 then, on identical data made anew each time, each order runs with MERGE_DEADLINE =
-share x the calibration's wall time. Per run: indices merged, segments removed and store
-bytes reclaimed (from the job's `merge_finished` events: all copies, before - after).
+share x the calibration's wall time. Per run: indices merged, segments removed and deleted
+documents expunged (from the job's `merge_finished` events), and the store bytes
+reclaimed: the nightly's store size over all copies before the run less after it, read
+once the old segments' files are gone (after a flush; the job's own figure, read right
+after a merge, still counts files the previous commit holds for a moment).
 
 The load gate's overhead comes from the same runs, through a recording proxy: how many
 `GET /_nodes/stats/...` reads per merge started, and their summed time as a share of the
@@ -22,6 +25,7 @@ run's wall time (the gate reads on the scheduler's path, before a merge starts).
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import requests
@@ -37,6 +41,12 @@ TARGET_RECLAIM_RATIO = 1.5
 TARGET_GATE_SHARE = 0.02
 SMALL_SEGMENTS = 10
 SMALL_DOCS = 2_000
+# A large index's segments: each of its merges fits a deadline of a few seconds at the
+# default throughput before any merge is measured, so age order spends the window on them.
+LARGE_DOCS = 15_000
+DELETED_SHARE = 0.15
+# OpenSearch caches a shard's store size for `index.store.stats_refresh_interval` (10 s).
+STORE_STATS_CACHE_S = 10.0
 
 
 def make_nightly(url: str, large: int, small: int, replicas: int) -> list[str]:
@@ -44,7 +54,7 @@ def make_nightly(url: str, large: int, small: int, replicas: int) -> list[str]:
     names = data.index_names(large + small, prefix=PREFIX)
     big, little = names[:large], names[large:]
     data.make_indices(
-        url, big, segments=3, docs_per_segment=40_000, prefix=PREFIX, replicas=replicas
+        url, big, segments=3, docs_per_segment=LARGE_DOCS, prefix=PREFIX, replicas=replicas
     )
     data.make_indices(
         url,
@@ -54,20 +64,23 @@ def make_nightly(url: str, large: int, small: int, replicas: int) -> list[str]:
         prefix=PREFIX,
         replicas=replicas,
     )
-    # Half of every segment's documents deleted, so no segment is deleted whole (a refresh
-    # alone would drop it). data.make_indices writes a round in one bulk when it is this
+    # DELETED_SHARE of every segment's documents deleted: below the merge policy's
+    # `index.merge.policy.deletes_pct_allowed` (20%), so, as on a real index, the
+    # background merges leave them for a force-merge to expunge (above it they reclaim
+    # them themselves). data.make_indices writes a round in one bulk when it is this
     # small; its documents' `n` count up from round x 1,000,000 x docs.
+    deleted_per_segment = int(SMALL_DOCS * DELETED_SHARE)
     bases = [r * 1_000_000 * SMALL_DOCS for r in range(SMALL_SEGMENTS)]
-    halves = [{"range": {"n": {"gte": b, "lt": b + SMALL_DOCS // 2}}} for b in bases]
+    shares = [{"range": {"n": {"gte": b, "lt": b + deleted_per_segment}}} for b in bases]
     # The test image has no reindex module (`_delete_by_query`): the documents are found
     # by search and deleted by id in one bulk per index.
     for name in little:  # what a merge gives back to the disk
         lines: list[str] = []
-        for half in halves:
+        for share in shares:
             found = requests.post(
                 f"{url}/{name}/_search",
                 params={"filter_path": "hits.hits._id"},
-                json={"query": half, "size": SMALL_DOCS, "_source": False},
+                json={"query": share, "size": SMALL_DOCS, "_source": False},
                 timeout=600,
             )
             found.raise_for_status()
@@ -82,7 +95,63 @@ def make_nightly(url: str, large: int, small: int, replicas: int) -> list[str]:
         )
         if response.status_code >= 300 or response.json().get("errors"):
             raise RuntimeError(f"deleting from {name}: {response.text[:500]}")
+    wait_for_history_released(url, little)
     return names
+
+
+def wait_for_history_released(url: str, names: list[str], timeout_s: float = 120.0) -> None:
+    """Wait until every copy's retention leases are past its last operation.
+
+    A merge keeps soft-deleted documents that a retention lease still covers (a replica,
+    or the copy itself, may need their history to recover); the leases move up to the
+    global checkpoint every 30 s or so. On a real cluster the documents of a nightly
+    were deleted long before it; fresh deletes would stay in the merged segments and no
+    order would reclaim a byte.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        response = requests.get(
+            f"{url}/{','.join(names)}/_stats",
+            params={
+                "level": "shards",
+                "filter_path": "indices.*.shards.*.seq_no.max_seq_no,"
+                "indices.*.shards.*.retention_leases.leases.retaining_seq_no",
+            },
+            timeout=60,
+        )
+        response.raise_for_status()
+        held = [
+            copy
+            for index in response.json()["indices"].values()
+            for copies in index["shards"].values()
+            for copy in copies
+            if any(
+                lease["retaining_seq_no"] <= copy["seq_no"]["max_seq_no"]
+                for lease in copy["retention_leases"]["leases"]
+            )
+        ]
+        if not held:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"retention leases still hold deleted documents: {held[:3]}")
+        time.sleep(2)
+
+
+def settled_store_bytes(url: str) -> int:
+    """The nightly's store size over all copies, once files no commit needs are deleted.
+
+    A flush makes the current segments the only commit, so the files of merged-away
+    segments go; the size is read once OpenSearch's cached store size has expired (read
+    sooner, it is the size from before the merges, and so is the job's own figure)."""
+    data.checked(requests.post(f"{url}/{PREFIX}*/_refresh", timeout=300))
+    data.checked(requests.post(f"{url}/{PREFIX}*/_flush", timeout=300))
+    time.sleep(STORE_STATS_CACHE_S + 1)
+    response = requests.get(
+        f"{url}/{PREFIX}*/_stats/store",
+        params={"filter_path": "_all.total.store.size_in_bytes"},
+        timeout=60,
+    )
+    return int(data.checked(response)["_all"]["total"]["store"]["size_in_bytes"])
 
 
 def one_run(
@@ -99,9 +168,11 @@ def one_run(
     if deadline_s is not None:
         settings["MERGE_DEADLINE"] = f"{deadline_s:.1f}s"
     try:
+        store_before = settled_store_bytes(url)
         with recording_proxy(url) as proxy:
             run = common.merge_job(proxy.url, "run", **settings)
             gate = proxy.matching("GET", rf"^{NODE_LOAD_REQUEST[0]}$")
+        store_after = settled_store_bytes(url)
     finally:
         data.delete_indices(url, PREFIX)
     if run.exit_code not in (0, 4):
@@ -119,9 +190,7 @@ def one_run(
         "segments_removed": sum(
             sum(e["segments_before"].values()) - sum(e["segments_after"].values()) for e in merged
         ),
-        "reclaimed_bytes": sum(
-            (e["store_bytes_before"] or 0) - (e["store_bytes_after"] or 0) for e in merged
-        ),
+        "reclaimed_bytes": store_before - store_after,
         "deleted_docs_removed": sum(
             (e["deleted_before"] or 0) - (e["deleted_after"] or 0) for e in merged
         ),
@@ -138,8 +207,8 @@ def one_run(
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = common.base_parser(__doc__ or "")
     parser.add_argument("--urls", help="use this running cluster (comma-separated node URLs)")
-    parser.add_argument("--large", type=int, default=3, help="old indices, few large segments")
-    parser.add_argument("--small", type=int, default=3, help="newer ones, many small segments")
+    parser.add_argument("--large", type=int, default=4, help="old indices, few large segments")
+    parser.add_argument("--small", type=int, default=4, help="newer ones, many small segments")
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--deadline-share", type=float, default=0.5)
     parser.add_argument("--warmup", type=int, default=1, help="uncounted runs first")

@@ -32,7 +32,8 @@ def index_names(count: int, prefix: str = PREFIX, today: dt.date | None = None) 
     return [f"{prefix}{first + dt.timedelta(days=i):%Y.%m.%d}" for i in range(count)]
 
 
-def _check(response: requests.Response) -> Any:
+def checked(response: requests.Response) -> Any:
+    """The answer's JSON; an error answer raises with its text."""
     if response.status_code >= 300:
         raise RuntimeError(f"{response.request.method} {response.url}: {response.text[:500]}")
     return response.json()
@@ -66,12 +67,12 @@ def put_template(
             "mappings": {"properties": {"message": {"type": "text"}, "n": {"type": "long"}}},
         },
     }
-    _check(requests.put(f"{url}/_index_template/{template_name(prefix)}", json=body, timeout=60))
+    checked(requests.put(f"{url}/_index_template/{template_name(prefix)}", json=body, timeout=60))
 
 
 def raise_shard_limit(url: str, per_node: int = 5000) -> None:
     body = {"persistent": {"cluster.max_shards_per_node": per_node}}
-    _check(requests.put(f"{url}/_cluster/settings", json=body, timeout=60))
+    checked(requests.put(f"{url}/_cluster/settings", json=body, timeout=60))
 
 
 def _bulk_actions(docs: Mapping[str, int], round_no: int) -> list[tuple[str, str]]:
@@ -90,7 +91,7 @@ def _bulk(session: requests.Session, url: str, actions: list[tuple[str, str]]) -
     busy node), a bounded number of times."""
     for _attempt in range(BULK_ATTEMPTS):
         payload = "".join(f"{meta}\n{doc}\n" for meta, doc in actions)
-        result = _check(
+        result = checked(
             session.post(
                 f"{url}/_bulk",
                 data=payload,
@@ -143,8 +144,8 @@ def make_indices(
                 _bulk(session, url, _bulk_actions(docs, round_no * 1_000_000 + written[active[0]]))
                 for n, count in docs.items():
                     written[n] += count
-        _check(session.post(f"{url}/{prefix}*/_refresh", timeout=600))
-    _check(
+        checked(session.post(f"{url}/{prefix}*/_refresh", timeout=600))
+    checked(
         session.get(
             f"{url}/_cluster/health/{prefix}*",
             params={"wait_for_status": "green", "timeout": "300s"},
@@ -157,14 +158,14 @@ def delete_indices(url: str, prefix: str = PREFIX) -> None:
     """Delete every benchmark index and the template."""
     response = requests.delete(f"{url}/{prefix}*", params={"expand_wildcards": "all"}, timeout=600)
     if response.status_code not in (200, 404):
-        _check(response)
+        checked(response)
     requests.delete(f"{url}/_index_template/{template_name(prefix)}", timeout=60)
 
 
 def segments_per_index(url: str, prefix: str = PREFIX) -> dict[str, int]:
     """The largest per-copy segment count of every benchmark index (after a refresh)."""
     requests.post(f"{url}/{prefix}*/_refresh", timeout=600)
-    body = _check(
+    body = checked(
         requests.get(
             f"{url}/{prefix}*/_stats/segments",
             params={"level": "shards", "filter_path": "indices.*.shards.*.segments.count"},

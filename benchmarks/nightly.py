@@ -92,12 +92,6 @@ def primary_sizes_mb(count: int, low: float, high: float, seed: int = 7) -> list
     return [round(math.exp(draw.uniform(math.log(low), math.log(high))), 2) for _ in range(count)]
 
 
-def _ok(response: requests.Response) -> Any:
-    if response.status_code >= 300:
-        raise RuntimeError(f"{response.request.method} {response.url}: {response.text[:500]}")
-    return response.json()
-
-
 def make_sources(
     url: str, sources: list[str], sizes_mb: list[float], segments: int
 ) -> dict[str, Any]:
@@ -110,12 +104,12 @@ def make_sources(
     started = time.monotonic()
     data.make_indices(url, sources, segments=segments, docs_per_segment=docs, prefix=SOURCE_PREFIX)
     seconds = time.monotonic() - started
-    _ok(
+    data.checked(
         requests.put(
             f"{url}/{SOURCE_PREFIX}*/_settings", json={"index.blocks.write": True}, timeout=60
         )
     )
-    made = _ok(
+    made = data.checked(
         requests.get(
             f"{url}/_cat/indices/{SOURCE_PREFIX}*",
             params={"format": "json", "bytes": "b", "h": "index,pri.store.size,docs.count"},
@@ -139,7 +133,7 @@ def restore(url: str, sources: list[str], targets: list[str], replicas: int) -> 
     started = time.monotonic()
     body = {"settings": {"index.number_of_replicas": replicas, "index.blocks.write": None}}
     for source, target in zip(sources, targets, strict=True):
-        _ok(requests.post(f"{url}/{source}/_clone/{target}", json=body, timeout=600))
+        data.checked(requests.post(f"{url}/{source}/_clone/{target}", json=body, timeout=600))
     health = requests.get(
         f"{url}/_cluster/health",
         params={
@@ -150,14 +144,14 @@ def restore(url: str, sources: list[str], targets: list[str], replicas: int) -> 
         },
         timeout=700,
     )
-    if _ok(health).get("timed_out"):
+    if data.checked(health).get("timed_out"):
         raise RuntimeError(f"copies not green after 600 s: {health.text[:500]}")
     return time.monotonic() - started
 
 
 def merge_seconds_per_node(url: str) -> dict[str, float]:
     """Per node, the Lucene merge time of the copies on it (every copy's merge stats)."""
-    body = _ok(
+    body = data.checked(
         requests.get(
             f"{url}/{PREFIX}*/_stats/merge",
             params={
@@ -177,7 +171,7 @@ def merge_seconds_per_node(url: str) -> dict[str, float]:
 
 
 def copies_per_node(url: str) -> list[int]:
-    shards = _ok(
+    shards = data.checked(
         requests.get(
             f"{url}/_cat/shards/{PREFIX}*", params={"format": "json", "h": "node"}, timeout=60
         )
@@ -293,7 +287,7 @@ def prepare_cluster(url: str, *, done: bool = False) -> None:
         "indices.recovery.max_bytes_per_sec": None if done else RECOVERY_RATE,
         "cluster.routing.rebalance.enable": None if done else "none",
     }
-    _ok(requests.put(f"{url}/_cluster/settings", json={"transient": settings}, timeout=60))
+    data.checked(requests.put(f"{url}/_cluster/settings", json={"transient": settings}, timeout=60))
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -324,7 +318,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     trials: dict[str, list[dict[str, Any]]] = {tool: [] for tool in TOOLS}
     with nodes.cluster_urls(args.urls, args.image, args.node_cpus or None) as urls:
         url = urls[0]
-        node_count = len(_ok(requests.get(f"{url}/_cat/nodes?format=json", timeout=60)))
+        node_count = len(data.checked(requests.get(f"{url}/_cat/nodes?format=json", timeout=60)))
         prepare_cluster(url)
         try:
             made = make_sources(url, sources, sizes, args.segments)

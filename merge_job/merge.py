@@ -190,14 +190,18 @@ class IndexMerge:
         self.attempt += 1
         self._go(Step.SUBMIT)
 
-    def _timed_out(self) -> bool:
+    def restart_backoff(self) -> None:
+        """The next waits grow again from the first poll's."""
+        self._delay = self.pacing.poll_initial_s
+
+    def timed_out(self) -> bool:
         return self.clock() >= self.timeout_at
 
-    def _sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float) -> None:
         if self.stop.wait(seconds):
             raise MergeStopped
 
-    def _next_wait(self) -> float:
+    def next_wait(self) -> float:
         """The next poll's wait: growing from the first one to the cap, within the timeout."""
         wait = min(self._delay, max(0.0, self.timeout_at - self.clock()))
         self._delay = min(self._delay * POLL_FACTOR, self.pacing.poll_max_s)
@@ -205,7 +209,7 @@ class IndexMerge:
 
     # -- reading the index ----------------------------------------------------
 
-    def _fresh_copies(self) -> tuple[ShardCopy, ...]:
+    def fresh_copies(self) -> tuple[ShardCopy, ...]:
         """Segment counts after a refresh: a search-idle shard otherwise still reports the
         segments from before the merge. Raises IndexGoneError/IndexClosedError."""
         try:
@@ -220,7 +224,7 @@ class IndexMerge:
     def _record_after(self) -> None:
         """Best effort: the segment counts a failed or timed-out merge left behind."""
         with contextlib.suppress(IndexGoneError, IndexClosedError, opensearchpy.TransportError):
-            self.outcome.segments_after = segments_by_copy(self._fresh_copies())
+            self.outcome.segments_after = segments_by_copy(self.fresh_copies())
 
     # -- the steps ------------------------------------------------------------
 
@@ -314,7 +318,7 @@ class IndexMerge:
         The server answers the moment the merge ends, so the job adds no waiting to the
         merge however long the wait between polls; waits grow from a quick first one.
         """
-        if self._timed_out():
+        if self.timed_out():
             self._finish(
                 Status.TIMED_OUT,
                 f"not finished after {self.settings.index_timeout}; "
@@ -325,7 +329,7 @@ class IndexMerge:
             raise MergeStopped
         if self.task_id is None:
             raise RuntimeError("POLL entered without a task id")
-        wait = self._next_wait()
+        wait = self.next_wait()
         asked = self.clock()
         try:
             status = self.cluster.task(self.task_id, wait_s=wait)
@@ -333,13 +337,13 @@ class IndexMerge:
             log.warning(
                 "task_poll_failed", index=self.index, task_id=self.task_id, error=str(err)[:300]
             )
-            self._sleep(max(0.0, wait - (self.clock() - asked)))
+            self.sleep(max(0.0, wait - (self.clock() - asked)))
             return
         if status is None:
             self._go(Step.TASK_VANISHED)
         elif not status.completed:
             # A server that answered early without waiting: keep the polling pace.
-            self._sleep(max(0.0, wait - (self.clock() - asked)))
+            self.sleep(max(0.0, wait - (self.clock() - asked)))
         elif status.error:
             self._finish(Status.FAILED, status.error)
         else:
@@ -349,7 +353,7 @@ class IndexMerge:
         """The task is unknown (node restarted, result not stored): decide from the index."""
         log.warning("merge_task_vanished", index=self.index, task_id=self.task_id)
         try:
-            copies = self._fresh_copies()
+            copies = self.fresh_copies()
             if target_reached(copies, self.settings):
                 self._merged("task vanished; segment counts done")
                 return
@@ -367,12 +371,12 @@ class IndexMerge:
 
     def _watch(self) -> None:
         """One look at segment counts and the task list, after the current pause."""
-        if self._timed_out():
+        if self.timed_out():
             self._finish(Status.TIMED_OUT, f"not finished after {self.settings.index_timeout}")
             return
-        self._sleep(self._next_wait())
+        self.sleep(self.next_wait())
         try:
-            copies = self._fresh_copies()
+            copies = self.fresh_copies()
             if target_reached(copies, self.settings):
                 self._merged()
                 return
@@ -418,9 +422,9 @@ def settled_copies(merge: IndexMerge) -> tuple[ShardCopy, ...]:
     copies: tuple[ShardCopy, ...] = ()
     for delay in merge.pacing.verify_delays_s:
         if delay:
-            merge._sleep(delay)
+            merge.sleep(delay)
         try:
-            copies = merge._fresh_copies()
+            copies = merge.fresh_copies()
         except opensearchpy.TransportError as err:
             log.warning("verify_failed", index=merge.index, error=str(err)[:300])
             continue
@@ -439,11 +443,11 @@ def settled_copies(merge: IndexMerge) -> tuple[ShardCopy, ...]:
         detail="segment replication: replicas copy the merged segments from the primary",
         timeout_s=round(max(0.0, merge.timeout_at - merge.clock()), 1),
     )
-    merge._delay = merge.pacing.poll_initial_s
-    while behind and not merge._timed_out():
-        merge._sleep(min(merge._next_wait(), REPLICA_POLL_MAX_S))
+    merge.restart_backoff()
+    while behind and not merge.timed_out():
+        merge.sleep(min(merge.next_wait(), REPLICA_POLL_MAX_S))
         try:
-            copies = merge._fresh_copies()
+            copies = merge.fresh_copies()
         except opensearchpy.TransportError as err:
             log.warning("verify_failed", index=merge.index, error=str(err)[:300])
             continue

@@ -8,12 +8,27 @@ import opensearchpy
 from merge_job.cluster_state import STARTED, ShardCopy
 from merge_job.config import Settings
 from merge_job.decisions import IndexPlan, SkipReason
+from merge_job.errors import AccessDeniedError, PermissionDeniedError
 from merge_job.outcome import MergeOutcome, Status
 from merge_job.replication import replicas_copying
 from merge_job.values import matches
 
 # The action a force-merge task runs as (what a role must grant to start one).
 FORCEMERGE_ACTION = "indices:admin/forcemerge"
+
+
+def refusal_started_nothing(err: AccessDeniedError, *, first_post: bool, polling: bool) -> bool:
+    """Whether a refused request of a merge leaves no force-merge running server-side: the
+    refusal of its first POST (which started nothing), or a task's poll that shows the
+    task refused its force-merge (a task-based force-merge is authorized when its task
+    runs: the refused task merged nothing)."""
+    if first_post:
+        return True
+    return (
+        polling
+        and isinstance(err, PermissionDeniedError)
+        and err.action.startswith(FORCEMERGE_ACTION)
+    )
 
 
 def forcemerge_params(settings: Settings, item: IndexPlan) -> dict[str, str]:

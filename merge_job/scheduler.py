@@ -37,7 +37,7 @@ from merge_job.errors import AccessDeniedError, ExitCode, MergeStopped, Permissi
 from merge_job.gate_reads import NodeLoad
 from merge_job.gates import Gates
 from merge_job.merge import DEFAULT_PACING, IndexMerge, Mode, Pacing, Step
-from merge_job.merge_rules import FORCEMERGE_ACTION
+from merge_job.merge_rules import refusal_started_nothing
 from merge_job.outcome import MergeOutcome, Status, log_outcome
 from merge_job.replication import MAX_VERIFYING
 from merge_job.shared_reads import UPCOMING_READ, MergeCluster, SharedReads
@@ -386,15 +386,11 @@ class Scheduler:
             else:
                 log.error("credentials_refused", index=merge.index, error=str(err))
                 self.request_stop(StopReason.CREDENTIALS_REFUSED)
-            if merge.step is Step.SUBMIT and merge.attempt == 1:
-                merge.forcemerge_sent = False  # the refused POST started nothing
-            elif (
-                merge.step is Step.POLL
-                and isinstance(err, PermissionDeniedError)
-                and err.action.startswith(FORCEMERGE_ACTION)
+            if refusal_started_nothing(
+                err,
+                first_post=merge.step is Step.SUBMIT and merge.attempt == 1,
+                polling=merge.step is Step.POLL,
             ):
-                # A task-based force-merge is authorized when its task runs: the refused
-                # task merged nothing.
                 merge.forcemerge_sent = False
             if merge.step is not Step.VERIFY:
                 finished.put(_Finished(merge, None))

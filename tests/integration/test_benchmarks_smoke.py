@@ -4,10 +4,10 @@ No timing is asserted: these only check that each benchmark runs end to end, wri
 JSON and reports what it should (e.g. a constant planning request count). The full runs
 (`python -m benchmarks.<name>`, see docs/benchmarks.md) are not part of CI.
 
-The 3-node cluster of benchmarks.nodes and benchmarks.nightly is not started here (three
-JVMs would take most of CI's two-minute budget for these tests on two cores): their
-measurements run against the session's single node instead, which exercises everything
-but the cluster start-up.
+The 3-node cluster of benchmarks.nodes, benchmarks.search_load and benchmarks.nightly
+is not started here (three JVMs would take most of CI's two-minute budget for these
+tests on two cores): their measurements run against the session's single node
+instead, which exercises everything but the cluster start-up.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import nightly, nodes, overhead, peers, planning
+from benchmarks import nightly, nodes, overhead, peers, planning, search_load
 from merge_job.scheduler import NODE_QUEUE
 from testing.benchmark_results import results
 from testing.node import OpenSearchNode
@@ -86,6 +86,25 @@ def test_nodes_smoke_on_one_node(bench_node: OpenSearchNode, tmp_path: Path) -> 
     assert 1 <= parallel <= NODE_QUEUE  # one running and at most one queued
     assert all(row["merged"] == 2 for row in rows)
     results(tmp_path, "nodes")
+
+
+@pytest.mark.integration
+@pytest.mark.one_version
+def test_search_load_smoke_on_one_node(bench_node: OpenSearchNode, tmp_path: Path) -> None:
+    argv = ["--urls", bench_node.direct_url, "--indices", "2", "--segments", "3", "--docs", "50"]
+    argv += ["--replicas", "0", "--live-docs", "500", "--rate", "10", "--threads", "2"]
+    # A level no node can exceed: the gate-on run reads the nodes and holds nothing.
+    argv += ["--phase-seconds", "1", "--warmup", "0", "--max-cpu-percent", "100"]
+    rows = search_load.main([*argv, "--results-dir", str(tmp_path)])
+    assert [row["configuration"] for row in rows] == list(search_load.CONFIGURATIONS)
+    assert all(row["merged"] == 2 and row["held_seconds"] == 0 for row in rows)
+    for row in rows:
+        for phase in search_load.PHASES:
+            assert row[f"{phase}_searches"] > 0, (phase, row)
+            assert row[f"{phase}_errors"] == 0, (phase, row)
+            assert row[f"{phase}_p50_ms"] <= row[f"{phase}_p99_ms"] <= row[f"{phase}_max_ms"]
+    document = results(tmp_path, "search_load")
+    assert document["verdict"]["max_cpu_percent"] == 100  # type: ignore[index]
 
 
 @pytest.mark.integration

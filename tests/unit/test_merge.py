@@ -14,9 +14,14 @@ import pytest
 from merge_job.client import retryable_status_error
 from merge_job.cluster_state import ShardCopy, TaskStatus
 from merge_job.config import Settings
-from merge_job.errors import ExitCode, MergeStopped
+from merge_job.errors import (
+    CredentialsRefusedError,
+    ExitCode,
+    MergeStopped,
+    PermissionDeniedError,
+)
 from merge_job.merge import Mode, Step
-from merge_job.merge_rules import target_reached
+from merge_job.merge_rules import refusal_started_nothing, target_reached
 from merge_job.outcome import Status
 from testing.fake_cluster import (
     LARGE,
@@ -385,3 +390,17 @@ def test_a_blocked_index_fails_with_the_servers_reason_and_the_run_goes_on(task:
     assert "index read-only" in failed.detail
     assert result.stop_reason is None
     assert result.exit_code is ExitCode.MERGE_FAILED
+
+
+def test_a_refusal_leaves_a_merge_running_only_after_its_force_merge_may_have_started() -> None:
+    denied_merge = PermissionDeniedError("no permissions", "indices:admin/forcemerge")
+    denied_read = PermissionDeniedError("no permissions", "indices:monitor/stats")
+    refused = CredentialsRefusedError("bad password")
+    # The first POST refused: nothing started, whatever the refusal.
+    assert refusal_started_nothing(refused, first_post=True, polling=False)
+    # A task's poll that shows the task refused its force-merge: the task merged nothing.
+    assert refusal_started_nothing(denied_merge, first_post=False, polling=True)
+    # A refused read while polling, or a refusal after a resubmission: it may be merging.
+    assert not refusal_started_nothing(denied_read, first_post=False, polling=True)
+    assert not refusal_started_nothing(refused, first_post=False, polling=True)
+    assert not refusal_started_nothing(denied_merge, first_post=False, polling=False)
