@@ -75,12 +75,13 @@ def raise_shard_limit(url: str, per_node: int = 5000) -> None:
     checked(requests.put(f"{url}/_cluster/settings", json=body, timeout=60))
 
 
-def _bulk_actions(names: list[str], docs: int, round_no: int) -> list[tuple[str, str]]:
+def _bulk_actions(docs: Mapping[str, int], round_no: int) -> list[tuple[str, str]]:
+    """`docs[name]` documents for every index `name`."""
     actions = []
-    for name in names:
-        for n in range(docs):
+    for name, count in docs.items():
+        for n in range(count):
             words = " ".join(_RANDOM.choices(_WORDS, k=12))
-            doc = {"n": round_no * docs + n, "message": f"{name} {round_no} {words}"}
+            doc = {"n": round_no * count + n, "message": f"{name} {round_no} {words}"}
             actions.append((json.dumps({"index": {"_index": name}}), json.dumps(doc)))
     return actions
 
@@ -115,24 +116,34 @@ def make_indices(
     url: str,
     names: list[str],
     segments: int = 3,
-    docs_per_segment: int = 5,
+    docs_per_segment: int | Mapping[str, int] = 5,
     prefix: str = PREFIX,
     shards: int = 1,
     replicas: int = 0,
     settings: Mapping[str, str] | None = None,
 ) -> None:
     """Create `names` (auto-created by bulk through the template), each with `segments`
-    segments per shard of `docs_per_segment` documents."""
+    segments per shard of `docs_per_segment` documents (one number for all, or one per
+    index name)."""
     put_template(url, prefix, shards, replicas, settings)
+    per_index = (
+        dict(docs_per_segment)
+        if isinstance(docs_per_segment, Mapping)
+        else dict.fromkeys(names, docs_per_segment)
+    )
     session = requests.Session()
     for round_no in range(segments):
         for start in range(0, len(names), BULK_INDICES_PER_REQUEST):
             chunk = names[start : start + BULK_INDICES_PER_REQUEST]
-            # Large segments are written in several requests; one refresh makes them one segment.
-            step = max(1, 20_000 // max(1, len(chunk)))
-            for offset in range(0, docs_per_segment, step):
-                count = min(step, docs_per_segment - offset)
-                _bulk(session, url, _bulk_actions(chunk, count, round_no * 1_000_000 + offset))
+            # Large segments are written in several requests of ~20,000 documents, shared
+            # by the indices that still need some; one refresh makes them one segment.
+            written = dict.fromkeys(chunk, 0)
+            while active := [n for n in chunk if written[n] < per_index[n]]:
+                step = max(1, 20_000 // len(active))
+                docs = {n: min(step, per_index[n] - written[n]) for n in active}
+                _bulk(session, url, _bulk_actions(docs, round_no * 1_000_000 + written[active[0]]))
+                for n, count in docs.items():
+                    written[n] += count
         checked(session.post(f"{url}/{prefix}*/_refresh", timeout=600))
     checked(
         session.get(

@@ -77,7 +77,7 @@ def ensure_curator() -> Path:
     return curator
 
 
-def curator_files(directory: Path, proxy_url: str) -> tuple[Path, Path]:
+def curator_files(directory: Path, proxy_url: str, prefix: str = PREFIX) -> tuple[Path, Path]:
     """curator.yml (client through the proxy) and an action file equivalent to merge-job's
     settings: prefix, older than a day by the date in the name, not already merged."""
     host, port = proxy_url.removeprefix("http://").rsplit(":", 1)
@@ -110,7 +110,7 @@ def curator_files(directory: Path, proxy_url: str) -> tuple[Path, Path]:
                 filters:
                 - filtertype: pattern
                   kind: prefix
-                  value: {PREFIX}
+                  value: {prefix}
                 - filtertype: age
                   source: name
                   direction: older

@@ -4,10 +4,10 @@ No timing is asserted: these only check that each benchmark runs end to end, wri
 JSON and reports what it should (e.g. a constant planning request count). The full runs
 (`python -m benchmarks.<name>`, see docs/benchmarks.md) are not part of CI.
 
-The 3-node cluster of benchmarks.nodes and benchmarks.search_load is not started here
-(three JVMs would take most of CI's two-minute budget for these tests on two cores):
-their measurements run against the session's single node instead, which exercises
-everything but the cluster start-up.
+The 3-node cluster of benchmarks.nodes, benchmarks.search_load and benchmarks.nightly
+is not started here (three JVMs would take most of CI's two-minute budget for these
+tests on two cores): their measurements run against the session's single node
+instead, which exercises everything but the cluster start-up.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import nodes, overhead, peers, planning, search_load
+from benchmarks import nightly, nodes, overhead, peers, planning, search_load
 from merge_job.scheduler import NODE_QUEUE
 from testing.benchmark_results import results
 from testing.node import OpenSearchNode
@@ -105,3 +105,23 @@ def test_search_load_smoke_on_one_node(bench_node: OpenSearchNode, tmp_path: Pat
             assert row[f"{phase}_p50_ms"] <= row[f"{phase}_p99_ms"] <= row[f"{phase}_max_ms"]
     document = results(tmp_path, "search_load")
     assert document["verdict"]["max_cpu_percent"] == 100  # type: ignore[index]
+
+
+@pytest.mark.integration
+@pytest.mark.one_version
+def test_nightly_smoke_on_one_node(bench_node: OpenSearchNode, tmp_path: Path) -> None:
+    argv = ["--urls", bench_node.direct_url, "--indices", "2", "--segments", "3"]
+    argv += ["--min-mb", "0.05", "--max-mb", "0.2", "--replicas", "0"]
+    argv += ["--repeats", "1", "--warmup", "0"]
+    rows = nightly.main([*argv, "--results-dir", str(tmp_path)])
+    assert [row["tool"] for row in rows] == list(nightly.TOOLS)
+    for row in rows:
+        assert row["not_merged"] == 0, row
+        assert row["forcemerge_posts"] == 2, row
+        assert 0 < row["time_to_all_merged_s"] <= row["wall_s"], row
+        # One node merges every copy, one at a time: no tool beats its merge time.
+        assert 0 < row["busiest_node_merge_s"] <= row["time_to_all_merged_s"], row
+    by_tool = {row["tool"]: row for row in rows}
+    assert by_tool[nightly.MERGE_JOB]["most_outstanding_on_a_node"] == 1
+    assert 1 <= by_tool[nightly.MERGE_JOB_QUEUED]["most_outstanding_on_a_node"] <= NODE_QUEUE
+    results(tmp_path, "nightly-2x0.05-0.2mb")  # sizes not the defaults
