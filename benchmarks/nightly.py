@@ -64,8 +64,8 @@ PREFIX = "nightly-"
 SOURCE_PREFIX = "nightsrc-"
 TARGET_BOUND_SHARE = 0.9
 # Bytes on disk per document of benchmarks.data (12 random words and a number), measured
-# on 2.19.6 (1.38 million documents in 10 segments: 166 MB): the results carry the sizes
-# actually made.
+# on the primary OpenSearch version (1.38 million documents in 10 segments: 166 MB): the
+# results carry the sizes actually made.
 BYTES_PER_DOC = 120
 # Replicas of the copies recover from their primaries at this rate (the default, 40mb,
 # would make every restore wait for the copy, not for anything measured).
