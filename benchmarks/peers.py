@@ -9,9 +9,10 @@ segments, so every tool should merge every one of them.
    would merge anything. merge-job: `plan`; Curator: `--dry-run`; the curl loop: its
    one listing request.
 2. Real run on --run-indices indices, made afresh for each tool (merge-job three times:
-   as configured by default, with MERGE_SMALL_INDEX_SIZE=0 (every merge a task, as for
-   indices of production size), and with MERGE_CONCURRENCY=2, one merge queued behind the
-   running one on the node): requests, requests per merged index, wall time,
+   one merge at a time (MERGE_CONCURRENCY=1), the same with MERGE_SMALL_INDEX_SIZE=0
+   (every merge a task, as for indices of production size), and with
+   MERGE_CONCURRENCY=2, one merge queued behind the running one on the node, as the
+   default does): requests, requests per merged index, wall time,
    and whether (and when) every index was merged. Time-to-all-merged runs from the
    tool's start to the answer that told it its last merge had ended (a blocking
    force-merge POST's, or a task read's), as the recording proxy saw it, by the same rule
@@ -132,8 +133,8 @@ def run_tool(tool: str, url: str, *, dry: bool) -> tuple[common.Measured, list[R
         if tool in (MERGE_JOB, MERGE_JOB_QUEUED, MERGE_JOB_TASKS):
             command = "plan" if dry else "run"
             settings = job_settings(PREFIX)
-            if tool == MERGE_JOB_QUEUED:
-                settings["MERGE_CONCURRENCY"] = "2"
+            # One merge at a time, or one running and one queued on the node (the default).
+            settings["MERGE_CONCURRENCY"] = "2" if tool == MERGE_JOB_QUEUED else "1"
             if tool == MERGE_JOB_TASKS:
                 settings["MERGE_SMALL_INDEX_SIZE"] = "0"
             run = common.merge_job(proxy.url, command, "--output", "json", **settings)

@@ -126,6 +126,12 @@ def node_load(merges: Iterable[IndexMerge]) -> Counter[str]:
     return Counter(node for merge in merges for node in set(merge.item.nodes))
 
 
+def within_concurrency(outstanding: int, concurrency: int) -> bool:
+    """Whether one more merge may start under MERGE_CONCURRENCY (0: only the per-node
+    bound, NODE_QUEUE, limits it)."""
+    return concurrency == 0 or outstanding < concurrency
+
+
 def next_merge(
     pending: Sequence[IndexPlan], load: Mapping[str, int], node_queue: int = NODE_QUEUE
 ) -> IndexPlan | None:
@@ -257,7 +263,7 @@ class Scheduler:
             # bounds the threads.
             while (
                 pending
-                and len(running) < self.settings.concurrency
+                and within_concurrency(len(running), self.settings.concurrency)
                 and len(verifying) < MAX_VERIFYING
             ):
                 candidate = next_merge(pending, node_load(running.values()))

@@ -49,14 +49,17 @@ def parse_bool(text: str) -> bool:
     raise ValueError("expected a boolean: true/false/1/0/yes/no")
 
 
-def int_at_least_one(text: str) -> int:
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise ValueError("expected an integer >= 1") from None
-    if value < 1:
-        raise ValueError("expected an integer >= 1")
-    return value
+def int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"expected an integer >= {low}") from None
+        if value < low:
+            raise ValueError(f"expected an integer >= {low}")
+        return value
+
+    return parse
 
 
 def percent(text: str) -> int:

@@ -137,6 +137,9 @@ def plan_of(
 
 def execute(cluster: FakeCluster, plan: Plan, **settings: Any) -> tuple[RunResult, Scheduler]:
     settings.setdefault("endpoint", "http://127.0.0.1:9200")
+    # One merge at a time unless a test asks for more: the tests script the answers of
+    # one merge after another; the per-node queue has tests of its own.
+    settings.setdefault("concurrency", 1)
     scheduler = Scheduler(cluster, Settings(**settings), plan, pacing=FAST)
     return scheduler.run(), scheduler
 

@@ -60,7 +60,16 @@ def job_env(endpoint: str | None, **settings: str) -> dict[str, str]:
     # Age order (the plan's listing) unless a test sets MERGE_ORDER: the tests seed
     # look-alike indices and name which one merges first by creating it first; value
     # order would rank them on store-size noise. Value order has tests of its own.
-    env.update({"LOG_FORMAT": "json", "MERGE_AUTH": "none", "MERGE_ORDER": "age"})
+    # Likewise one merge at a time unless a test sets MERGE_CONCURRENCY: the tests follow
+    # one merge's requests after another's; the node queue (the default) has its own.
+    env.update(
+        {
+            "LOG_FORMAT": "json",
+            "MERGE_AUTH": "none",
+            "MERGE_ORDER": "age",
+            "MERGE_CONCURRENCY": "1",
+        }
+    )
     if endpoint is not None:
         env["ES_DOMAIN_ENDPOINT"] = endpoint
     env.update(settings)

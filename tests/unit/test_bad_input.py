@@ -53,11 +53,16 @@ _DURATION = st.one_of(
     st.sampled_from(["1x", "5 fortnights", "1d-3h", "--1h", "1e999d", "P1D"]),
 )
 _POSITIVE_DURATION = st.one_of(_DURATION, st.sampled_from(["0", "0s", "0m", "0d"]))
-_INT_AT_LEAST_ONE = st.one_of(
-    st.integers(-(10**6), 0).map(str),
-    st.floats(0.01, 100, allow_nan=False).filter(lambda f: not f.is_integer()).map(str),
-    _NON_NUMBER,
-)
+
+
+def _int_below(low: int) -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.integers(-(10**6), low - 1).map(str),
+        st.floats(0.01, 100, allow_nan=False).filter(lambda f: not f.is_integer()).map(str),
+        _NON_NUMBER,
+    )
+
+
 _BAD_FLOAT = st.one_of(_NON_NUMBER, st.sampled_from(["nan", "NaN", "1,5", "0x"]))
 _FORBIDDEN = '\\/"<>|, #:'
 _PATTERN_PART = st.text(string.ascii_lowercase + string.digits + "-*?", min_size=1, max_size=8)
@@ -101,7 +106,7 @@ STRATEGIES: dict[str, st.SearchStrategy[str]] = {
     "exclude_patterns": _BAD_PATTERNS,
     "min_age": _DURATION,
     "name_date_format": _BAD_DATE_FORMAT,
-    "max_num_segments": _INT_AT_LEAST_ONE,
+    "max_num_segments": _int_below(1),
     "only_expunge_deletes": _not_in("true", "false", "1", "0", "yes", "no"),
     "min_deleted_ratio": st.one_of(
         _BAD_FLOAT,
@@ -117,7 +122,7 @@ STRATEGIES: dict[str, st.SearchStrategy[str]] = {
     "max_heap_percent": _not_in(*(str(n) for n in range(101))),
     "max_cpu_percent": _not_in(*(str(n) for n in range(101))),
     "include_ism_managed": _not_in("true", "false", "1", "0", "yes", "no"),
-    "concurrency": _INT_AT_LEAST_ONE,
+    "concurrency": _int_below(0),
     "small_index_size": st.one_of(
         _LETTERS,  # no number
         st.integers(1, 10**6).map(lambda n: f"-{n}mb"),  # negative
@@ -277,7 +282,7 @@ _RULE_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "exclude_patterns": _BAD_PATTERNS.map(lambda p: ["logs-*", p]),
     "min_age": st.one_of(_DURATION, st.integers(-(10**6), -1)),
     "name_date_format": st.one_of(_BAD_DATE_FORMAT, st.just(7)),
-    "max_num_segments": st.one_of(_INT_AT_LEAST_ONE, st.integers(-100, 0), st.just(True)),
+    "max_num_segments": st.one_of(_int_below(1), st.integers(-100, 0), st.just(True)),
     "only_expunge_deletes": st.one_of(_not_in("true", "false"), st.just(1)),
     "min_deleted_ratio": st.one_of(
         st.floats(1.0001, 1e9), st.floats(-1e9, -0.0001), _NON_NUMBER, st.just([0.5])

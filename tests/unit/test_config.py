@@ -33,7 +33,7 @@ def test_defaults_match_the_contract() -> None:
     assert s.index_timeout == dt.timedelta(hours=6)
     assert s.require_health == "yellow"
     assert s.dry_run is False
-    assert s.concurrency == 1
+    assert s.concurrency == 0
     assert s.disk_headroom == 1.0
     assert s.small_index_size == 16 * 1024**2
     assert s.auth is AuthMode.NONE
@@ -113,7 +113,7 @@ def test_min_age_zero_is_allowed() -> None:
         ("MERGE_DEADLINE", "--deadline", "0"),
         ("MERGE_INDEX_TIMEOUT", "--index-timeout", "soon"),
         ("MERGE_REQUIRE_HEALTH", "--require-health", "red"),
-        ("MERGE_CONCURRENCY", "--concurrency", "0"),
+        ("MERGE_CONCURRENCY", "--concurrency", "-1"),
         ("MERGE_DISK_HEADROOM", "--disk-headroom", "-1"),
         ("MERGE_AUTH", "--auth", "kerberos"),
         ("AWS_REGION", "--region", "tokyo"),

@@ -25,6 +25,7 @@ from merge_job.scheduler import (
     Scheduler,
     StopReason,
     next_merge,
+    within_concurrency,
 )
 from testing.fake_cluster import FAST, FakeCluster, execute, plan_of, statuses
 
@@ -44,7 +45,7 @@ def test_sigterm_leaves_running_merges_running_and_exits_4() -> None:
     cluster.segments = {"a": 5, "b": 5}
     cluster.task_script["a"] = [TaskStatus(False, None)] * 10_000
     stop = threading.Event()
-    settings = Settings(endpoint="http://127.0.0.1:9200")
+    settings = Settings(endpoint="http://127.0.0.1:9200", concurrency=1)
     scheduler = Scheduler(cluster, settings, plan_of("a", "b"), stop=stop, pacing=FAST)
     timer = threading.Timer(0.05, stop.set)  # what the SIGTERM handler does
     timer.start()
@@ -86,7 +87,7 @@ def test_health_gate_mid_run_stops_new_merges_with_exit_3() -> None:
     cluster.forcemerge = post  # type: ignore[method-assign]
     scheduler = Scheduler(
         cluster,
-        Settings(endpoint="http://127.0.0.1:9200"),
+        Settings(endpoint="http://127.0.0.1:9200", concurrency=1),
         plan_of("a", "b"),
         pacing=FAST,
         clock=lambda: time.monotonic() + later["s"],
@@ -206,6 +207,20 @@ def test_replicas_on_three_nodes_keep_every_node_busy_within_the_node_queue() ->
     assert set(statuses(result).values()) == {Status.MERGED}
     assert max(cluster.peak.values()) == NODE_QUEUE  # never more, and reached
     assert set(cluster.started[:3]) == {"i0", "i1", "i2"}  # three at once on three nodes
+
+
+def test_the_default_leaves_the_node_queue_as_the_only_bound() -> None:
+    # MERGE_CONCURRENCY=0 (the default): as many merges as the nodes take.
+    pairs = [("n1", "n2"), ("n2", "n3"), ("n1", "n3")]
+    nodes = {f"i{k}": pairs[k % 3] for k in range(9)}
+    cluster = QueueingCluster(nodes)
+    releaser = cluster.release_when_started(3)
+    result, _ = execute(cluster, plan_of(*nodes, nodes=nodes), concurrency=0)
+    releaser.join(timeout=30)
+    assert set(statuses(result).values()) == {Status.MERGED}
+    assert max(cluster.peak.values()) == NODE_QUEUE
+    assert within_concurrency(100, 0)
+    assert within_concurrency(2, 3) and not within_concurrency(3, 3)
 
 
 def test_concurrency_bounds_outstanding_merges_and_one_copy_per_node_spreads_out() -> None:
