@@ -335,10 +335,11 @@ def test_unreachable_endpoint_fails_with_exit_3_and_the_next_run_still_starts(
 
     # The next minute's run starts regardless, now against the reachable node. Its
     # force-merges are held at the proxy so that it is still running a minute later
-    # (the next two scenarios use it).
+    # (the next two scenarios use it): all three, since the node takes two at once (one
+    # running, one queued), so the third waits for the first two.
     slow = daily_indices(release.node.client, "e2e-slow", days=3, segments=4)
     release.proxy.add_fault(
-        "POST", r"^/e2e-slow-[^/]+/_forcemerge$", "delay", delay_s=SLOW_MERGE_S, times=2
+        "POST", r"^/e2e-slow-[^/]+/_forcemerge$", "delay", delay_s=SLOW_MERGE_S, times=3
     )
 
     def slow_merge_arrived(method: str, path: str) -> None:
