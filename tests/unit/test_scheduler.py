@@ -196,29 +196,24 @@ def test_next_merge_prefers_idle_nodes_then_giving_an_idle_node_work_then_queuei
     assert next_merge([c], {"n1": NODE_QUEUE}) is None
 
 
-def test_replicas_on_three_nodes_keep_every_node_busy_within_the_node_queue() -> None:
+# 0 (the default): only the node queue bounds the run; 9: a cap the run never reaches.
+@pytest.mark.parametrize("concurrency", [0, 9])
+def test_replicas_on_three_nodes_keep_every_node_busy_within_the_node_queue(
+    concurrency: int,
+) -> None:
     # Every index on two of three nodes: "one merge per node" allowed one merge at a time.
     pairs = [("n1", "n2"), ("n2", "n3"), ("n1", "n3")]
     nodes = {f"i{k}": pairs[k % 3] for k in range(9)}
     cluster = QueueingCluster(nodes)
     releaser = cluster.release_when_started(3)
-    result, _ = execute(cluster, plan_of(*nodes, nodes=nodes), concurrency=9)
+    result, _ = execute(cluster, plan_of(*nodes, nodes=nodes), concurrency=concurrency)
     releaser.join(timeout=30)
     assert set(statuses(result).values()) == {Status.MERGED}
     assert max(cluster.peak.values()) == NODE_QUEUE  # never more, and reached
     assert set(cluster.started[:3]) == {"i0", "i1", "i2"}  # three at once on three nodes
 
 
-def test_the_default_leaves_the_node_queue_as_the_only_bound() -> None:
-    # MERGE_CONCURRENCY=0 (the default): as many merges as the nodes take.
-    pairs = [("n1", "n2"), ("n2", "n3"), ("n1", "n3")]
-    nodes = {f"i{k}": pairs[k % 3] for k in range(9)}
-    cluster = QueueingCluster(nodes)
-    releaser = cluster.release_when_started(3)
-    result, _ = execute(cluster, plan_of(*nodes, nodes=nodes), concurrency=0)
-    releaser.join(timeout=30)
-    assert set(statuses(result).values()) == {Status.MERGED}
-    assert max(cluster.peak.values()) == NODE_QUEUE
+def test_concurrency_zero_is_no_cap_and_a_number_caps_outstanding_merges() -> None:
     assert within_concurrency(100, 0)
     assert within_concurrency(2, 3) and not within_concurrency(3, 3)
 
