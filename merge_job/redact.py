@@ -30,7 +30,9 @@ _SECRET_TEXT_RES: tuple[tuple[re.Pattern[str], str], ...] = (
             r"""(?P<k>authorization|x-amz-security-token|x-amz-signature|webidentitytoken|"""
             r"""sessiontoken|session_token|secretaccesskey|secret_access_key|secret_key|"""
             r"""aws_secret_access_key|aws_session_token|password|passwd)"""
-            r"""(?P<sep>['"]?\s*[:=]\s*['"]?)(?P<v>[^'"&\s,;}]+)""",
+            # A quoted key has a quoted value (a repr or JSON): `'password': expected` in an
+            # error message quoting a user's value is not a secret followed by its value.
+            r"""(?P<sep>['"]\s*[:=]\s*['"]|\s*[:=]\s*['"]?)(?P<v>[^'"&\s,;}]+)""",
             re.IGNORECASE,
         ),
         rf"\g<k>\g<sep>{REDACTED}",

@@ -89,6 +89,11 @@ def test_redactor_patterns() -> None:
     assert "pw" not in redactor.redact_text("https://u:pw@host:443/")
     assert redactor.redact_text("Basic dXNlcjpwYXNzd29yZA==") == "Basic ***"
     assert redactor.redact_text("password: abc123") == "password: ***"
+    assert redactor.redact_text("{'password': 'abc123'}") == "{'password': '***'}"
+    assert redactor.redact_text('{"passwd":"abc123"}') == '{"passwd":"***"}'
+    # A user's value quoted in an error is not a key: the accepted form after it survives.
+    refused = "AWS_REGION / --region: invalid value 'PASSWORD': expected an AWS region name"
+    assert redactor.redact_text(refused) == refused
     assert redactor.redact_text("index logs-2026.11.01 merged") == "index logs-2026.11.01 merged"
 
 
