@@ -377,35 +377,8 @@ class Scheduler:
             finished.put(_Finished(merge, None))
             return
         except AccessDeniedError as err:
-            # Polling cannot fix refused credentials or a missing permission: stop starting
-            # merges, report this one as left running if its force-merge was sent (it may
-            # well be merging server-side), else as not started, and end with exit 3.
-            if isinstance(err, PermissionDeniedError):
-                log.error(
-                    "permission_denied",
-                    index=merge.index,
-                    action=err.action,
-                    step=merge.step.value,
-                    error=str(err),
-                )
-                self.request_stop(StopReason.PERMISSION_DENIED)
-            else:
-                log.error("credentials_refused", index=merge.index, error=str(err))
-                self.request_stop(StopReason.CREDENTIALS_REFUSED)
-            if refusal_started_nothing(
-                err,
-                first_post=merge.step is Step.SUBMIT and merge.attempt == 1,
-                polling=merge.step is Step.POLL,
-            ):
-                merge.forcemerge_sent = False
-            if merge.step is not Step.VERIFY:
-                finished.put(_Finished(merge, None))
-                return
-            # The cluster finished the merge; only its check was refused. Say exactly that
-            # rather than list it as running: the next run sees the segments it left.
-            outcome = merge.outcome
-            outcome.status = Status.FAILED
-            outcome.detail = f"the force-merge finished but could not be verified: {err}"
+            self._refused(merge, err, start, finished)
+            return
         except Exception as err:  # a bug or an unexpected API answer fails this index only
             log.exception("merge_error", index=merge.index)
             outcome = MergeOutcome(
@@ -414,3 +387,45 @@ class Scheduler:
         outcome.duration_s = round(self.clock() - start, 3)
         log_outcome(outcome)
         finished.put(_Finished(merge, outcome))
+
+    def _refused(
+        self,
+        merge: IndexMerge,
+        err: AccessDeniedError,
+        start: float,
+        finished: queue.Queue[_Report],
+    ) -> None:
+        """Polling cannot fix refused credentials or a missing permission: stop starting
+        merges, report this one as left running if its force-merge was sent (it may well be
+        merging server-side), else as not started, and end with exit 3."""
+        if isinstance(err, PermissionDeniedError):
+            log.error(
+                "permission_denied",
+                index=merge.index,
+                action=err.action,
+                step=merge.step.value,
+                error=str(err),
+            )
+            reason = StopReason.PERMISSION_DENIED
+        else:
+            log.error("credentials_refused", index=merge.index, error=str(err))
+            reason = StopReason.CREDENTIALS_REFUSED
+        if refusal_started_nothing(
+            err,
+            first_post=merge.step is Step.SUBMIT and merge.attempt == 1,
+            polling=merge.step is Step.POLL,
+        ):
+            merge.forcemerge_sent = False
+        outcome: MergeOutcome | None = None
+        if merge.step is Step.VERIFY:
+            # The cluster finished the merge; only its check was refused. Say exactly that
+            # rather than list it as running: the next run sees the segments it left.
+            outcome = merge.outcome
+            outcome.status = Status.FAILED
+            outcome.detail = f"the force-merge finished but could not be verified: {err}"
+            outcome.duration_s = round(self.clock() - start, 3)
+            log_outcome(outcome)
+        # The report goes in before the stop: the run loop, seeing the stop, collects what
+        # is queued; the other way round it could list this merge as still running.
+        finished.put(_Finished(merge, outcome))
+        self.request_stop(reason)
