@@ -31,7 +31,7 @@ from typing import Any
 import requests
 
 from benchmarks import common, data
-from benchmarks.nodes import DEFAULT_NODE_CPUS, cluster_urls
+from benchmarks.nodes import cluster_parser, cluster_urls
 from benchmarks.planning import job_settings
 from merge_job.gate_reads import NODE_LOAD_REQUEST
 from testing.recording_proxy import recording_proxy
@@ -175,8 +175,7 @@ def one_run(
         store_after = settled_store_bytes(url)
     finally:
         data.delete_indices(url, PREFIX)
-    if run.exit_code not in (0, 4):
-        raise RuntimeError(f"merge-job run exited {run.exit_code}: {run.stderr[-2000:]}")
+    run.succeeded("merge-job run", accepted=(0, 4))
     merged = [e for e in run.named("merge_finished") if e["status"] == "merged"]
     started = run.named("merge_started")
     summary = run.named("run_summary")[0]
@@ -205,18 +204,16 @@ def one_run(
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    parser = common.base_parser(__doc__ or "")
-    parser.add_argument("--urls", help="use this running cluster (comma-separated node URLs)")
+    parser = cluster_parser(__doc__ or "")
     parser.add_argument("--large", type=int, default=4, help="old indices, few large segments")
     parser.add_argument("--small", type=int, default=4, help="newer ones, many small segments")
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--deadline-share", type=float, default=0.5)
     parser.add_argument("--warmup", type=int, default=1, help="uncounted runs first")
-    parser.add_argument("--node-cpus", type=float, default=DEFAULT_NODE_CPUS)
     args = parser.parse_args(argv)
     names = data.index_names(args.large + args.small, prefix=PREFIX)
     shape = (args.large, args.small, args.replicas)
-    with cluster_urls(args.urls, args.image, args.node_cpus or None) as urls:
+    with cluster_urls(args) as urls:
         url = urls[0]
         data.delete_indices(url, PREFIX)
         for _ in range(args.warmup):  # the nodes' JIT warms up over the first merges

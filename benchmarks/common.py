@@ -47,6 +47,12 @@ class Measured:
     def named(self, event: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e.get("event") == event]
 
+    def succeeded(self, what: str, accepted: Sequence[int] = (0,)) -> Measured:
+        """This run, or a RuntimeError naming `what` with the end of its stderr."""
+        if self.exit_code not in accepted:
+            raise RuntimeError(f"{what} exited {self.exit_code}: {self.stderr[-2000:]}")
+        return self
+
     def plan_document(self) -> dict[str, Any]:
         """stdout of `plan --output json`."""
         document: dict[str, Any] = json.loads(self.stdout)

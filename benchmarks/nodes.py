@@ -33,6 +33,7 @@ cores, which nodes of a real cluster, each on its own machine, do not.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 from collections import defaultdict
 from collections.abc import Iterator
@@ -152,8 +153,7 @@ def one_run(
             )
         finally:
             set_copy_rate(url, None)
-        if run.exit_code != 0:
-            raise RuntimeError(f"merge-job run exited {run.exit_code}: {run.stderr[-2000:]}")
+        run.succeeded("merge-job run")
         merged = [e for e in run.named("merge_finished") if e["status"] == "merged"]
         intervals = merge_intervals(run, primaries_only=segment)
         verify = [float(e.get("verify_s", 0.0)) for e in merged]
@@ -185,17 +185,31 @@ def one_run(
 
 
 @contextlib.contextmanager
-def cluster_urls(urls: str | None, image: str, cpus: float | None) -> Iterator[list[str]]:
-    if urls:
-        yield [u.strip().rstrip("/") for u in urls.split(",")]
+def cluster_urls(args: argparse.Namespace) -> Iterator[list[str]]:
+    """The node URLs of --urls, else of three nodes of --image started (and removed) here."""
+    if args.urls:
+        yield [u.strip().rstrip("/") for u in args.urls.split(",")]
         return
-    with cluster.three_nodes(image, cpus=cpus) as started:
+    with cluster.three_nodes(args.image, cpus=args.node_cpus or None) as started:
         yield started
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    parser = common.base_parser(__doc__ or "")
+def cluster_parser(description: str) -> argparse.ArgumentParser:
+    """common.base_parser and the options of the benchmarks on a three-node cluster."""
+    parser = common.base_parser(description)
     parser.add_argument("--urls", help="use this running cluster (comma-separated node URLs)")
+    parser.add_argument(
+        "--node-cpus",
+        type=float,
+        default=DEFAULT_NODE_CPUS,
+        help="CPU share of each node container (0: no cap); a shared machine's cores "
+        "would otherwise make the nodes take turns, which no real cluster does",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    parser = cluster_parser(__doc__ or "")
     parser.add_argument("--indices", type=int, default=6)
     parser.add_argument("--replicas", type=int, default=0, help="replicas per index")
     parser.add_argument("--segments", type=int, default=10, help="segments per index")
@@ -221,16 +235,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         help="rounds run first and not counted (the nodes' JIT warms up over the first "
         "merges, which would flatter whichever run comes later)",
     )
-    parser.add_argument(
-        "--node-cpus",
-        type=float,
-        default=DEFAULT_NODE_CPUS,
-        help="CPU share of each node container (0: no cap); a shared machine's cores "
-        "would otherwise make the nodes take turns, which no real cluster does",
-    )
     args = parser.parse_args(argv)
     names = data.index_names(args.indices, prefix=PREFIX)
-    with cluster_urls(args.urls, args.image, args.node_cpus or None) as urls:
+    with cluster_urls(args) as urls:
         url = urls[0]
         nodes = len(requests.get(f"{url}/_cat/nodes", params={"format": "json"}, timeout=60).json())
         concurrencies = (1, 2 * nodes)

@@ -34,8 +34,7 @@ def measure(url: str, indices: int, segments: int, docs: int) -> dict[str, Any]:
     data.make_indices(url, names, segments=segments, docs_per_segment=docs, prefix=PREFIX)
     # Every merge a task, whatever its size: the server-side merge time is the stored task's.
     run = common.merge_job(url, "run", MERGE_SMALL_INDEX_SIZE="0", **job_settings(PREFIX))
-    if run.exit_code != 0:
-        raise RuntimeError(f"merge-job run exited {run.exit_code}: {run.stderr[-2000:]}")
+    run.succeeded("merge-job run")
     finished = run.named("merge_finished")
     merged = [e for e in finished if e["status"] == "merged"]
     server = sum(task_seconds(url, e["task_id"]) for e in merged if e.get("task_id"))

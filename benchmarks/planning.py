@@ -72,8 +72,7 @@ def plan_once(url: str, rules: Path | None = None) -> dict[str, Any]:
     with recording_proxy(url) as proxy:
         run = common.merge_job(proxy.url, "plan", "--output", "json", *extra, **job_settings())
         requests_sent = len(proxy.requests)
-    if run.exit_code != 0:
-        raise RuntimeError(f"merge-job plan exited {run.exit_code}: {run.stderr[-2000:]}")
+    run.succeeded("merge-job plan")
     config = run.named("config")[0]
     summary = run.named("run_summary")[0]
     planned = sum(1 for i in run.plan_document()["indices"] if i["decision"] == "merge")

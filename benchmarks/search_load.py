@@ -46,7 +46,7 @@ from typing import Any
 import requests
 
 from benchmarks import common, data
-from benchmarks.nodes import DEFAULT_NODE_CPUS, cluster_urls
+from benchmarks.nodes import cluster_parser, cluster_urls
 from benchmarks.planning import job_settings
 
 PREFIX = "sload-"
@@ -264,8 +264,7 @@ def one_run(
             time.sleep(args.phase_seconds)
     finally:
         data.delete_indices(url, PREFIX)
-    if run.exit_code not in (0, 4):
-        raise RuntimeError(f"merge-job run exited {run.exit_code}: {run.stderr[-2000:]}")
+    run.succeeded("merge-job run", accepted=(0, 4))
     # Phases by the job's process: `during` is from its start to its exit. The first and
     # last `--phase-seconds` around it are `before` and `after`.
     bounds = {
@@ -299,8 +298,7 @@ def one_run(
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    parser = common.base_parser(__doc__ or "")
-    parser.add_argument("--urls", help="use this running cluster (comma-separated node URLs)")
+    parser = cluster_parser(__doc__ or "")
     parser.add_argument("--indices", type=int, default=6, help="indices in the nightly")
     parser.add_argument("--segments", type=int, default=10, help="segments per index")
     parser.add_argument("--docs", type=int, default=50_000, help="documents per segment")
@@ -325,12 +323,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument(
         "--warmup", type=int, default=1, help="uncounted gate-off runs first (JIT, CPU level)"
     )
-    parser.add_argument("--node-cpus", type=float, default=DEFAULT_NODE_CPUS)
     args = parser.parse_args(argv)
     if args.max_cpu_percent is None and args.warmup < 1:
         parser.error("--max-cpu-percent is needed with --warmup 0 (it comes from the warm-up)")
     level = args.max_cpu_percent
-    with cluster_urls(args.urls, args.image, args.node_cpus or None) as urls:
+    with cluster_urls(args) as urls:
         data.delete_indices(urls[0], PREFIX)
         data.delete_indices(urls[0], LIVE_PREFIX)
         try:
