@@ -28,8 +28,15 @@ _STATS_FILTER = ",".join(
         "store.size_in_bytes",
     )
 )
-# Per-copy stats of one index (`/<index>/_stats/...`): the same fields as planning reads.
-INDEX_STATS_PARAMS: Mapping[str, str] = {"level": "shards", "filter_path": _STATS_FILTER}
+# Per-copy stats of the indices a run merges (`/<a>,<b>/_stats/...`): planning's fields and
+# the segments' file sizes. Those are live where `store` is cached for up to 10 s
+# (index.store.stats_refresh_interval): a merge verified sooner would still show the size
+# from before it. Planning leaves them out: the node would list every file of every shard.
+INDEX_STATS_PARAMS: Mapping[str, str] = {
+    "level": "shards",
+    "include_segment_file_sizes": "true",
+    "filter_path": _STATS_FILTER + ",indices.*.shards.*.segments.file_sizes.*.size_in_bytes",
+}
 
 # Planning requests over every index that fail as a whole on a metadata-blocked one.
 ALL_INDICES_READS = ("aliases", "stats")
@@ -117,7 +124,13 @@ class ShardCopy:
     segments: int
     docs: int
     deleted: int
-    store_bytes: int
+    store_bytes: int  # as cached by the node (up to 10 s old)
+    segment_bytes: int | None = None  # the live segment files' size, where it was asked for
+
+    @property
+    def live_bytes(self) -> int:
+        """The copy's size now: its segment files where read, else its store size."""
+        return self.store_bytes if self.segment_bytes is None else self.segment_bytes
 
     @property
     def label(self) -> str:
@@ -332,6 +345,7 @@ def parse_copies(stats: Mapping[str, Any]) -> dict[str, tuple[ShardCopy, ...]]:
             for copy in shard_copies:
                 routing = copy.get("routing", {})
                 docs = copy.get("docs", {})
+                file_sizes = copy.get("segments", {}).get("file_sizes")
                 copies.append(
                     ShardCopy(
                         shard=_int(shard),
@@ -342,6 +356,9 @@ def parse_copies(stats: Mapping[str, Any]) -> dict[str, tuple[ShardCopy, ...]]:
                         docs=_int(docs.get("count")),
                         deleted=_int(docs.get("deleted")),
                         store_bytes=_int(copy.get("store", {}).get("size_in_bytes")),
+                        segment_bytes=None
+                        if file_sizes is None
+                        else sum(_int(f.get("size_in_bytes")) for f in file_sizes.values()),
                     )
                 )
         copies.sort(key=lambda c: (c.shard, not c.primary, c.node or ""))

@@ -88,7 +88,7 @@ def changed_since_planning(
 def record_before(outcome: MergeOutcome, copies: tuple[ShardCopy, ...]) -> None:
     """The before-state of a merge about to be sent."""
     outcome.segments_before = segments_by_copy(copies)
-    outcome.store_bytes_before = sum(c.store_bytes for c in copies)
+    outcome.store_bytes_before = sum(c.live_bytes for c in copies)
     outcome.deleted_before = sum(c.deleted for c in copies)
 
 
@@ -133,7 +133,7 @@ def record_verified(
     with what it did."""
     outcome.segments_after = segments_by_copy(copies)
     if copies:
-        outcome.store_bytes_after = sum(c.store_bytes for c in copies)
+        outcome.store_bytes_after = sum(c.live_bytes for c in copies)
         outcome.deleted_after = sum(c.deleted for c in copies)
     if not copies:
         outcome.status, outcome.detail = Status.FAILED, "could not read segments after merge"

@@ -252,3 +252,24 @@ def test_only_expunge_deletes_selects_by_deleted_ratio_and_reports_what_was_kept
     assert client.count(index=churned)["count"] == 80
     assert deleted_docs(client, quiet) == quiet_deleted
     assert segment_counts(client, quiet) == quiet_before
+
+
+def test_the_size_after_a_merge_is_the_merged_segments_not_the_nodes_cached_store_size(
+    cluster: OpenSearchNode,
+) -> None:
+    client = cluster.client
+    index = plain_index(client, "sizes", segments=12)
+
+    run = run_job(cluster.url, "run", MERGE_MIN_AGE="0", MERGE_INDEX_PATTERNS="sizes")
+
+    assert run.exit_code == 0, run.stderr
+    [finished] = run.named("merge_finished")
+    assert finished["status"] == "merged", finished
+    # Twelve small segments hold more bytes than the one they merge into; the node's
+    # store size, cached for 10 s, still shows the twelve right after the merge.
+    assert finished["store_bytes_after"] < finished["store_bytes_before"], finished
+    stats = client.indices.stats(
+        index=index, metric="segments", params={"include_segment_file_sizes": "true"}
+    )
+    file_sizes = stats["indices"][index]["total"]["segments"]["file_sizes"]
+    assert finished["store_bytes_after"] == sum(f["size_in_bytes"] for f in file_sizes.values())

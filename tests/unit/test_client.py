@@ -11,7 +11,7 @@ import opensearchpy
 import pytest
 
 from merge_job.client import ClusterClient, retryable_status_error
-from merge_job.cluster_state import PLANNING_REQUESTS
+from merge_job.cluster_state import PLANNING_REQUESTS, parse_copies
 from merge_job.errors import CredentialsRefusedError
 from testing.fake_cluster import FLOOD_STAGE_BLOCK, READ_ONLY_BLOCK
 from testing.fake_opensearch import FakeOpenSearch, FakeTransport
@@ -200,3 +200,39 @@ def test_a_cluster_block_answer_is_the_index_failing_not_refused_credentials() -
     with pytest.raises(opensearchpy.TransportError):
         cluster.forcemerge("flood", {"max_num_segments": "1"})
     assert len(transport.calls) == 1
+
+
+def test_the_copies_read_while_merging_carry_their_live_segment_file_sizes() -> None:
+    # Recorded from OpenSearch 2.19 right after a 5-segment index merged into 1: `store`
+    # still showed the size from before (it is cached for 10 s), the file sizes did not.
+    answer: dict[str, Any] = {
+        "indices": {
+            "p": {
+                "shards": {
+                    "0": [
+                        {
+                            "routing": {"state": "STARTED", "primary": True, "node": "n1"},
+                            "docs": {"count": 100000, "deleted": 0},
+                            "store": {"size_in_bytes": 4184987},
+                            "segments": {
+                                "count": 1,
+                                "file_sizes": {
+                                    "fdt": {"size_in_bytes": 2954214},
+                                    "tim": {"size_in_bytes": 1000000},
+                                },
+                            },
+                        }
+                    ]
+                }
+            }
+        }
+    }
+    cluster, _ = adapter([answer, answer], [])
+    [copy] = cluster.copies_of(["p"])["p"]
+    assert (copy.store_bytes, copy.segment_bytes, copy.live_bytes) == (4184987, 3954214, 3954214)
+    [copy] = cluster.index_copies("p")
+    assert copy.live_bytes == 3954214
+    # Planning's reads leave the file sizes out: the store size stands in.
+    del answer["indices"]["p"]["shards"]["0"][0]["segments"]["file_sizes"]
+    [copy] = parse_copies(answer)["p"]
+    assert (copy.segment_bytes, copy.live_bytes) == (None, 4184987)
