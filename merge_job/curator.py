@@ -67,8 +67,22 @@ def _blank(value: Any) -> bool:
     return value is None or value == ""
 
 
-def _truthy(value: Any) -> bool:
-    return str(value).strip().lower() in {"true", "1", "yes"}
+# Curator's booleans (voluptuous' Boolean): YAML's true/false, or one of these words.
+_CURATOR_TRUE = {"true", "1", "yes", "on", "enable"}
+_CURATOR_FALSE = {"false", "0", "no", "off", "disable"}
+# Curator's range for forcemerge's max_num_segments, which it requires (no default).
+_MAX_SEGMENTS = range(1, 32769)
+
+
+def _curator_bool(value: Any, where: str) -> bool:
+    """An option or filter flag as Curator reads it: blank is False, an unknown word is
+    refused (Curator would refuse the file)."""
+    if _blank(value):
+        return False
+    word = str(value).strip().lower()
+    if word in _CURATOR_TRUE | _CURATOR_FALSE:
+        return word in _CURATOR_TRUE
+    raise ValueError(f"{where}: {value!r} is not a boolean; expected true or false")
 
 
 def _shown(item: Mapping[str, Any]) -> str:
@@ -175,7 +189,7 @@ def _filter(rule: _Rule, item: Any) -> None:
         return
     kind = item.get("filtertype")
     exclude_given = not _blank(item.get("exclude"))
-    exclude = _truthy(item.get("exclude"))
+    exclude = _curator_bool(item.get("exclude"), f"actions.{rule.action}.filters: exclude")
     if kind == "pattern":
         _pattern(rule, item, exclude)
     elif kind == "age":
@@ -232,10 +246,13 @@ def _filter(rule: _Rule, item: Any) -> None:
 def _action(key: str, action: Mapping[str, Any]) -> _Rule:
     rule = _Rule(action=key)
     options = action.get("options") or {}
-    segments = options.get("max_num_segments")
-    rule.settings["max_num_segments"] = int(str(segments)) if str(segments).isdigit() else 2
-    if _blank(segments):
-        rule.notes.append("no max_num_segments: Curator's default 2 (its docs' example)")
+    segments = str(options.get("max_num_segments")).strip()
+    if not segments.isdigit() or int(segments) not in _MAX_SEGMENTS:
+        raise ValueError(
+            f"actions.{key}.options.max_num_segments: {options.get('max_num_segments')!r}: "
+            "Curator requires it for forcemerge; expected an integer from 1 to 32768"
+        )
+    rule.settings["max_num_segments"] = int(segments)
     for option, value in options.items():
         if option in _IGNORED_OPTIONS or _blank(value):
             continue
@@ -306,7 +323,9 @@ def convert(text: str, source: str = "the action file") -> Conversion:
             dropped.append(why)
             continue
         options = action.get("options") or {}
-        disabled = _truthy(options.get("disable_action"))
+        disabled = _curator_bool(
+            options.get("disable_action"), f"actions.{key}.options.disable_action"
+        )
         rule = _action(str(key), action)
         if disabled:
             lines.append("  # disable_action: True: left out, as Curator skips it")

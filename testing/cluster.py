@@ -1,5 +1,5 @@
 """OpenSearch nodes started with the docker CLI: one node, or a 3-node cluster of three
-containers. The benchmarks and the multi-node tests (tests/test_multinode.py) use these.
+containers. The benchmarks and the multi-node tests (tests/integration/test_multinode.py) use these.
 
 Containers are published on 127.0.0.1 only, carry the session's owner labels
 (testing/containers.py: a later session removes them if this one is killed) and are

@@ -1,6 +1,6 @@
 """The single-node Kubernetes of scripts/e2e/k8s.sh, driven with the real kubectl, helm, helmfile.
 
-Only the end-to-end suite (tests/test_k8s.py) uses this. The cluster needs root on Linux
+Only the end-to-end suite (tests/e2e/test_k8s.py) uses this. The cluster needs root on Linux
 and a Docker engine; elsewhere those tests skip with the reason, unless
 MERGE_JOB_REQUIRE_K8S=1 (CI), where that is a failure.
 """

@@ -6,7 +6,7 @@ repo server, application controller, the plugin server with pinned helm and helm
 reads a git server on loopback serving this repository's commit under test; the tests push
 to it as a developer pushes to the real repository. The plugin's configuration and the
 Application are the YAML blocks of docs/deploy.md. The merge-job image and the test
-OpenSearch are those of the Kubernetes end-to-end suite (tests/test_k8s.py).
+OpenSearch are those of the Kubernetes end-to-end suite (tests/e2e/test_k8s.py).
 
 The scenarios run in file order on one Application, each leaving it in a known state.
 """

@@ -199,7 +199,7 @@ FGAC_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/{index}/_stats/merge,segments"): ("indices:monitor/stats",),
     ("POST", "/{index}/_forcemerge"): ("indices:admin/forcemerge",),
     # The request and each of its shard-level parts (`indices:admin/refresh[s]`), as the
-    # security plugin checks them (measured by tests/test_secured.py).
+    # security plugin checks them (measured by tests/integration/test_secured.py).
     ("POST", "/{index}/_refresh"): ("indices:admin/refresh*",),
 }
 

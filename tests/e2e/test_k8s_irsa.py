@@ -1,7 +1,7 @@
 """IRSA end to end on the real Kubernetes: a token the API server issued, a trust policy that is
 really checked, an identity policy that is really enforced.
 
-The cluster is the session's (scripts/e2e/k8s.sh, as in tests/test_k8s.py); its API server
+The cluster is the session's (scripts/e2e/k8s.sh, as in tests/e2e/test_k8s.py); its API server
 issues service-account tokens as `https://kubernetes.default.svc` and serves the OIDC
 discovery document and keys. The release is installed by the real `helmfile -e e2e sync`,
 with the role of docs/iam.md and `serviceAccount.injectWebIdentity` (the chart's rendering
@@ -49,7 +49,7 @@ pytestmark = [pytest.mark.k8s, pytest.mark.integration, pytest.mark.one_version]
 
 CRONJOB = "merge-job"  # the release's full name
 TOKEN_DIR = "/var/run/secrets/eks.amazonaws.com/serviceaccount"
-# A namespace the trust policy does not name (tests/test_k8s.py's).
+# A namespace the trust policy does not name (tests/e2e/test_k8s.py's).
 OTHER_NAMESPACE = "merge-job-e2e"
 
 

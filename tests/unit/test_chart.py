@@ -561,7 +561,7 @@ def test_helmfile_lists_exactly_the_environments_it_deploys() -> None:
     files = {path.stem for path in (REPO / "environments").glob("*.yaml")} - {"common"}
     assert files == set(ENVIRONMENTS)
     declared = yaml.safe_load_all((REPO / "helmfile.yaml").read_text())
-    # `e2e` is the end-to-end tests' cluster (environments/e2e.yaml.gotmpl, tests/test_k8s.py).
+    # `e2e` is the end-to-end tests' cluster (environments/e2e.yaml.gotmpl, tests/e2e/test_k8s.py).
     assert set(next(declared)["environments"]) == {"default", "e2e", *ENVIRONMENTS}
 
 

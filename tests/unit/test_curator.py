@@ -338,6 +338,36 @@ def test_not_an_action_file() -> None:
         convert("actions: [\n")
 
 
+@pytest.mark.parametrize(
+    ("options", "refused"),
+    [
+        # Curator requires max_num_segments for forcemerge and has no default for it.
+        ("timeout_override: 21600", "actions.1.options.max_num_segments: None"),
+        ("max_num_segments: two", "actions.1.options.max_num_segments: 'two'"),
+        ("max_num_segments: 0", "actions.1.options.max_num_segments: 0"),
+        ("max_num_segments: 40000", "actions.1.options.max_num_segments: 40000"),
+    ],
+)
+def test_an_action_curator_would_refuse_is_refused_naming_the_option(
+    options: str, refused: str
+) -> None:
+    with pytest.raises(ValueError) as raised:
+        convert(action_file(f"{PATTERN}\n  kind: prefix\n  value: logs-", options=options))
+    assert str(raised.value).startswith(refused), raised.value
+    assert "expected an integer from 1 to 32768" in str(raised.value)
+
+
+def test_curators_boolean_words_are_read_as_curator_reads_them() -> None:
+    text = action_file(f"{PATTERN}\n  kind: prefix\n  value: logs-")
+    assert convert(text.replace("disable_action: False", "disable_action: 'on'")).rules == 0
+    assert convert(text.replace("disable_action: False", "disable_action: 'off'")).rules == 1
+    with pytest.raises(ValueError, match=r"actions.1.options.disable_action: 'maybe' is not a"):
+        convert(text.replace("disable_action: False", "disable_action: maybe"))
+    excluded = f"{PATTERN}\n  kind: prefix\n  value: tmp-\n  exclude: sometimes"
+    with pytest.raises(ValueError, match=r"actions.1.filters: exclude: 'sometimes'"):
+        convert(action_file(f"{PATTERN}\n  kind: prefix\n  value: logs-", excluded))
+
+
 def test_the_command_prints_the_rules_and_says_what_was_dropped(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,5 +1,5 @@
 """docs/iam.md's policies as the test STS and the SigV4 proxy evaluate them, on tokens signed
-here: what the end-to-end IRSA scenarios (tests/test_k8s_irsa.py) rely on, checked
+here: what the end-to-end IRSA scenarios (tests/e2e/test_k8s_irsa.py) rely on, checked
 without a cluster. botocore is the client, so a refusal is the ClientError a pod would get.
 """
 
