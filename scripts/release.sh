@@ -207,7 +207,11 @@ else
 fi
 
 log "making the SBOM of $subject"
-.venv/bin/python scripts/sbom.py --local-image "$local_image" --image "$image" \
+# The SBOM tools live in their own environment (pyproject.toml's `release` group), at the
+# locked versions; like .venv, a warm one costs nothing.
+UV_PROJECT_ENVIRONMENT=.venv-release UV_PYTHON_DOWNLOADS=never bash "$here/uv.sh" sync \
+  --quiet --frozen --only-group release --no-install-project --python "${PYTHON:-python3}" >&2
+.venv-release/bin/python scripts/sbom.py --local-image "$local_image" --image "$image" \
   --digest "$image_digest" --output "$work/sbom.json"
 # The same SBOM attested and verifying already: nothing to add.
 if "$cosign" verify-attestation "${verify_opts[@]}" --type cyclonedx "$subject" \

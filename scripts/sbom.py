@@ -76,7 +76,7 @@ def python_bom() -> Bom:
             check=True,
             capture_output=True,
         )
-        bom: Bom = Bom.from_json(json.loads(output.read_text()))  # type: ignore[attr-defined]
+        bom: Bom = Bom.from_json(json.loads(output.read_text()))
         return bom
 
 
