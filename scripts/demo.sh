@@ -12,4 +12,4 @@ cd "$(dirname "$0")/.."
 
 source scripts/ensure-venv.sh
 
-exec .venv/bin/python scripts/demo.py
+exec .venv/bin/python scripts/demo.py "$@"
