@@ -106,7 +106,7 @@ def secured_node() -> Iterator[tuple[Any, str, dict[str, str]]]:
         docker.from_env().images.get(image)
     except docker.errors.ImageNotFound:
         raise SystemExit(f"{image} is not built: run scripts/build-test-images.sh") from None
-    user, password = "merge-job", "Demo-merge-job-Pa55word!"
+    user, password = "merge-job", "Demo-Nightly-Pa55word!"
     with tempfile.TemporaryDirectory(prefix="merge-job-demo-") as directory:
         pki = Pki.create(Path(directory))
         print(f"Starting a throwaway OpenSearch with the security plugin ({image}) ...")
