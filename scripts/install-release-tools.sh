@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The release tools: the OCI registry server (CNCF distribution, run by scripts/registry.sh)
 # and the signer (cosign, used by scripts/release.sh and its tests), built from the Go
-# module proxy into the tool cache; skopeo (pushes the image) and htpasswd (the registry's
-# password file) from Debian.
+# module proxy into the tool cache; the SBOM tools into .venv-release (uv, from uv.lock);
+# skopeo (pushes the image) and htpasswd (the registry's password file) from Debian.
 #
-#   scripts/install-release-tools.sh [registry|cosign|debian]...   default: all three
+#   scripts/install-release-tools.sh [registry|cosign|sbom|debian]...   default: all four
 #                                        then: export PATH="${MERGE_JOB_CACHE:-$HOME/.cache/merge-job}/bin:$PATH"
 #   scripts/install-release-tools.sh --print-versions         the pinned versions, as shell assignments
 #
@@ -69,15 +69,34 @@ install_cosign() {
     "-X sigs.k8s.io/release-utils/version.gitVersion=$COSIGN_VERSION -X sigs.k8s.io/release-utils/version.gitTreeState=clean"
 }
 
-[ $# -gt 0 ] || set -- registry cosign debian
+# The SBOM tools (pyproject.toml's `release` group) in their own environment, .venv-release,
+# at the locked versions. Made here, before any test: the release suite runs release.sh
+# with no route to PyPI. Nothing runs while pyproject.toml and uv.lock are unchanged.
+install_sbom() {
+  local root stamp wanted
+  root=$(cd "$here/.." && pwd)
+  stamp="$root/.venv-release/.merge-job-synced"
+  wanted=$(cat "$root/pyproject.toml" "$root/uv.lock" | sha256sum | cut -d' ' -f1)
+  if [ -x "$root/.venv-release/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$wanted" ]; then
+    log "SBOM tools (.venv-release) present"
+    return 0
+  fi
+  (cd "$root" && UV_PROJECT_ENVIRONMENT=.venv-release UV_PYTHON_DOWNLOADS=never bash scripts/uv.sh \
+    sync --quiet --frozen --only-group release --no-install-project --python "${PYTHON:-python3}")
+  echo "$wanted" >"$stamp"
+  log "SBOM tools installed in .venv-release"
+}
+
+[ $# -gt 0 ] || set -- registry cosign sbom debian
 for tool in "$@"; do
   case "$tool" in
     registry) install_registry ;;
     cosign) install_cosign ;;
+    sbom) install_sbom ;;
     debian)
       debian_package skopeo skopeo
       debian_package htpasswd apache2-utils
       ;;
-    *) die "unknown tool $tool (registry, cosign, debian)" ;;
+    *) die "unknown tool $tool (registry, cosign, sbom, debian)" ;;
   esac
 done

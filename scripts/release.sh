@@ -82,7 +82,7 @@ registry=${registry#oci://}
 
 debian_package skopeo skopeo
 [ -x "$cache/bin/helm" ] || bash "$here/install-tools.sh" >&2
-bash "$here/install-release-tools.sh" cosign >&2
+bash "$here/install-release-tools.sh" cosign sbom >&2
 helm="$cache/bin/helm"
 cosign="$cache/bin/cosign"
 # shellcheck source=ensure-venv.sh
@@ -207,10 +207,7 @@ else
 fi
 
 log "making the SBOM of $subject"
-# The SBOM tools live in their own environment (pyproject.toml's `release` group), at the
-# locked versions; like .venv, a warm one costs nothing.
-UV_PROJECT_ENVIRONMENT=.venv-release UV_PYTHON_DOWNLOADS=never bash "$here/uv.sh" sync \
-  --quiet --frozen --only-group release --no-install-project --python "${PYTHON:-python3}" >&2
+# The SBOM tools' own environment (.venv-release) is made by install-release-tools.sh above.
 .venv-release/bin/python scripts/sbom.py --local-image "$local_image" --image "$image" \
   --digest "$image_digest" --output "$work/sbom.json"
 # The same SBOM attested and verifying already: nothing to add.
